@@ -1,0 +1,169 @@
+"""Every error lambdalite raises on purpose, in one tree.
+
+    LambdaliteError                 base: one-line message in str(), exit_code 1, HTTP 500
+    ├── UsageError                  the CLI was called wrongly (exit code 2)
+    ├── ModelNotFoundError          a model reference names nothing we can find
+    ├── SourceError                 a model source (file, https, s3) failed: missing, denied, timed out
+    ├── BundleError                 a bundle or its manifest is invalid (the message names the key)
+    │   ├── ChecksumError           a file's sha256 differs from the manifest or the pinned digest
+    │   └── UnsafeArchiveError      an archive tries to escape, link, or is too big
+    ├── TrustError                  a bundle carries code and the caller did not trust it
+    ├── EngineError                 engine unknown, framework missing, model failed to load or run
+    ├── InputError                  the request's input is unusable (HTTP 400)
+    │   ├── EventError              the event or body is malformed or carries no input
+    │   ├── ImageDecodeError        not an image, truncated, empty, unsupported format
+    │   ├── ImageTooLargeError      more pixels than the decompression-bomb guard allows
+    │   ├── PayloadTooLargeError    body over the size cap (HTTP 413)
+    │   └── UnsupportedMediaTypeError  a content type we cannot read (HTTP 415)
+    ├── FetchError                  fetching an image URL failed (HTTP 502)
+    │   ├── URLRefusedError         the URL is not allowed: scheme, private address (HTTP 422)
+    │   └── FetchTimeoutError       the fetch timed out (HTTP 504)
+    ├── EmulatorError               the local Lambda could not do what was asked
+    ├── BuildError                  an artifact could not be built or is over Lambda's limits
+    └── DeployError                 deploy, logs or destroy failed
+
+Identity lives in the class: `status` is the HTTP status a gateway answer carries and
+`exit_code` what the CLI exits with. Inside a Lambda function the class name is what the
+runtime reports as `errorType`, so the names are part of the wire contract.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BuildError",
+    "BundleError",
+    "ChecksumError",
+    "DeployError",
+    "EmulatorError",
+    "EngineError",
+    "EventError",
+    "FetchError",
+    "FetchTimeoutError",
+    "ImageDecodeError",
+    "ImageTooLargeError",
+    "InputError",
+    "LambdaliteError",
+    "ModelNotFoundError",
+    "PayloadTooLargeError",
+    "SourceError",
+    "TrustError",
+    "URLRefusedError",
+    "UnsafeArchiveError",
+    "UnsupportedMediaTypeError",
+    "UsageError",
+]
+
+
+class LambdaliteError(Exception):
+    """Base of every error lambdalite raises deliberately; the message is one line for a human."""
+
+    status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def type_name(self) -> str:
+        """The name clients see, in `{"error": {"type": ...}}` and as Lambda's `errorType`."""
+        return type(self).__name__
+
+
+class UsageError(LambdaliteError):
+    """Raised by the CLI for arguments that make no sense together."""
+
+    exit_code = 2
+
+
+class ModelNotFoundError(LambdaliteError):
+    """Raised when a model reference is neither a zoo name, a bundle, nor a supported URL."""
+
+
+class SourceError(LambdaliteError):
+    """Raised when a model source cannot be read: a missing object, access denied, a timeout."""
+
+
+class BundleError(LambdaliteError):
+    """Raised when a bundle is missing files or its manifest has a bad or missing key."""
+
+
+class ChecksumError(BundleError):
+    """Raised when a file's sha256 does not match the digest it was pinned to."""
+
+
+class UnsafeArchiveError(BundleError):
+    """Raised when an archive holds absolute paths, `..`, links or devices, or is too big."""
+
+
+class TrustError(LambdaliteError):
+    """Raised when a bundle carries its own code and running it was not explicitly allowed."""
+
+
+class EngineError(LambdaliteError):
+    """Raised when an engine is unknown, its framework is not installed, or the model fails."""
+
+
+class InputError(LambdaliteError):
+    """Raised when a request's input cannot be used; the client should fix the request."""
+
+    status = 400
+
+
+class EventError(InputError):
+    """Raised when an event or request body is malformed or carries no usable input."""
+
+
+class ImageDecodeError(InputError):
+    """Raised when bytes are not a readable image (empty, truncated, unknown or corrupt)."""
+
+
+class ImageTooLargeError(InputError):
+    """Raised when an image has more pixels than the decompression-bomb guard allows."""
+
+
+class PayloadTooLargeError(InputError):
+    """Raised when a body or download is larger than the configured cap."""
+
+    status = 413
+
+
+class UnsupportedMediaTypeError(InputError):
+    """Raised when a request's content type is one we cannot read."""
+
+    status = 415
+
+
+class FetchError(LambdaliteError):
+    """Raised when an image URL could not be fetched (connection failed, bad status)."""
+
+    status = 502
+
+
+class URLRefusedError(FetchError):
+    """Raised before any connection when a URL is not allowed (scheme, private address)."""
+
+    status = 422
+
+
+class FetchTimeoutError(FetchError, TimeoutError):
+    """Raised when fetching an image URL took longer than allowed."""
+
+    status = 504
+
+
+class EmulatorError(LambdaliteError):
+    """Raised when the local Lambda cannot start or run an instance as configured."""
+
+
+class BuildError(LambdaliteError):
+    """Raised when a deployment artifact cannot be built or breaks Lambda's size limits."""
+
+
+class DeployError(LambdaliteError):
+    """Raised when deploy, logs or destroy cannot complete."""

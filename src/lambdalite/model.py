@@ -1,0 +1,60 @@
+"""Load a model once, from any reference, and time the phases of that cold start.
+
+model = load_model("efficientnet-lite0")
+model.predict([jpeg_bytes], top_k=5)   # -> [[{"className": ..., "probability": ...}, ...]]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .bundle import Bundle, open_bundle
+from .progress import Progress
+from .sources import resolve
+from .tasks import Task, load_task
+
+__all__ = ["Model", "load_model"]
+
+
+class Model:
+    """A loaded bundle ready to answer; `timings` holds the load phases in milliseconds."""
+
+    __slots__ = ("reference", "task", "timings")
+
+    def __init__(self, reference: str, task: Task, timings: dict[str, float]) -> None:
+        self.reference = reference
+        self.task = task
+        self.timings = timings
+
+    @property
+    def bundle(self) -> Bundle:
+        return self.task.bundle
+
+    @property
+    def name(self) -> str:
+        return self.task.bundle.manifest.name
+
+    def predict(self, images: Sequence[bytes], **options: Any) -> list[Any]:
+        return self.task.predict(images, **options)
+
+
+def load_model(
+    reference: str,
+    *,
+    threads: int | None = None,
+    progress: Progress | None = None,
+    warmup: bool = False,
+) -> Model:
+    t0 = time.perf_counter()
+    root = resolve(reference, progress)
+    t1 = time.perf_counter()
+    bundle = open_bundle(root)
+    task = load_task(bundle, threads=threads)
+    t2 = time.perf_counter()
+    timings = {"resolve_ms": (t1 - t0) * 1e3, "load_ms": (t2 - t1) * 1e3}
+    if warmup:
+        task.warmup()
+        timings["warmup_ms"] = (time.perf_counter() - t2) * 1e3
+    return Model(reference, task, timings)

@@ -1,0 +1,34 @@
+"""The serving path must stay light: no torch, onnx, click or boto3 on a cold start."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+FORBIDDEN = ["torch", "onnx", "click", "boto3", "botocore", "skimage", "scipy"]
+
+SERVING_PATH = """
+import json, sys
+from lambdalite.model import load_model
+model = load_model(sys.argv[1])
+model.predict([open(sys.argv[2], "rb").read()])
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def test_serving_path_imports_nothing_heavy(tiny_bundle, tmp_path):
+    from PIL import Image
+
+    img = tmp_path / "x.png"
+    Image.new("RGB", (9, 9)).save(img)
+    proc = subprocess.run(
+        [sys.executable, "-c", SERVING_PATH, str(tiny_bundle.root), str(img)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout))
+    assert "onnxruntime" in loaded  # the test really ran the engine
+    assert loaded.isdisjoint(FORBIDDEN), loaded & set(FORBIDDEN)
