@@ -1,0 +1,389 @@
+"""Image to text: the encoder once per image, the decoder step once per token, greedy or beam search.
+
+    task.predict([jpeg], beam_size=3, max_length=20)
+    # [{"caption": "a red circle", "score": -0.012,
+    #   "alternatives": [{"caption": "a red circle", "score": -0.012}, ...]}]
+
+**The bundle** (`files`: `encoder`, `decoder`, `vocab`):
+
+- `encoder`: the preprocessed image batch (input named by `input.name`, else its first input)
+  to any outputs, for example `features` (N, L, D) for attention and an initial state `h`.
+- `decoder`: one step of generation for a batch of B rows (images x beams), called once per
+  token. Its inputs are the previous token (its one integer input, shape (B,)) and named
+  arrays of two kinds, told apart by name:
+  *state*, an input `x` with an output `next_x`: fed back each step (gathered by beam), and
+  starting from the encoder's output `x` if it has one, else zeros (dynamic axes other than
+  the batch start empty, as a growing cache does);
+  *context*, any other input: the encoder's output of that name, constant while decoding.
+  Its output `logits` (or `output.name`), (B, V), scores the next token; `output.kind`
+  `probabilities` means it gives probabilities instead. Other outputs are ignored.
+- `vocab`: one token per line, the line number being the token id.
+
+`options` in the manifest: `beam_size` (default 1) and `max_length` (default 20) are the
+defaults per request; `beam_size_limit` (16) and `max_length_limit` (128) bound what a
+request may ask; `start_token` (`<start>`) and `end_token` (`<end>`) name the special tokens;
+`suppress_tokens` (default: the start token and `<pad>`) are never generated.
+
+**The score** of a caption is its mean log-probability per generated token, the end token
+included: `(log p(w1) + ... + log p(wn) + log p(<end>)) / (n + 1)`, so it is at most 0 and
+`exp(score)` is the geometric-mean probability of its tokens. Beam search keeps the
+`beam_size` best partial captions by total log-probability, collects those that end, ranks
+them by the score, and stops an image once `beam_size` captions have ended (or at
+`max_length` words, where the remaining beams end and are scored with `log p(<end>)`).
+`beam_size` 1 is greedy search. With `beam_size` > 1 the result also lists every ended caption
+kept, best first, under `alternatives` (the first is the caption itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from ..bundle import Bundle
+from ..engines import Engine, load_engine
+from ..errors import BundleError, EngineError, InputError
+from ..images import Preprocessor
+
+__all__ = ["OPTIONS", "Captioner", "Hypothesis", "load"]
+
+OPTIONS = ("beam_size", "max_length")
+_MANIFEST_OPTIONS = {
+    "beam_size": 1,
+    "max_length": 20,
+    "beam_size_limit": 16,
+    "max_length_limit": 128,
+    "start_token": "<start>",
+    "end_token": "<end>",
+    "suppress_tokens": None,
+}
+_NO_SPACE_BEFORE = frozenset({",", ".", ";", ":", "!", "?", "'s"})
+_INT_DTYPES = ("int64", "int32")
+
+Array = npt.NDArray[Any]
+
+
+class Hypothesis(NamedTuple):
+    """One finished caption: its token ids (without start and end) and its score."""
+
+    score: float
+    tokens: tuple[int, ...]
+
+
+class _DecoderSpec(NamedTuple):
+    token: str
+    token_dtype: str
+    states: tuple[tuple[str, int], ...]  # (input name, index of its next_ output)
+    context: tuple[str, ...]
+    logits: int  # output index
+
+
+def _decoder_spec(encoder: Engine, decoder: Engine, logits_name: str | None, name: str) -> _DecoderSpec:
+    tokens = [i for i in decoder.inputs if i.dtype in _INT_DTYPES]
+    if len(tokens) != 1:
+        raise BundleError(
+            f"bundle {name}: the decoder needs exactly one integer input (the previous token); "
+            f"it has {len(tokens)}: {', '.join(i.name for i in tokens) or 'none'}"
+        )
+    token = tokens[0]
+    if token.shape and token.shape[0] != -1:
+        raise BundleError(
+            f"bundle {name}: the decoder's batch axis is fixed at {token.shape[0]}; export it with a dynamic "
+            f"batch axis (beams and images run as one batch)"
+        )
+    out_names = [o.name for o in decoder.outputs]
+    enc_names = {o.name for o in encoder.outputs}
+    states, context = [], []
+    for i in decoder.inputs:
+        if i.name == token.name:
+            continue
+        if f"next_{i.name}" in out_names:
+            states.append((i.name, out_names.index(f"next_{i.name}")))
+        elif i.name in enc_names:
+            context.append(i.name)
+        else:
+            raise BundleError(
+                f"bundle {name}: decoder input {i.name!r} is neither a state (no decoder output "
+                f"'next_{i.name}') nor an encoder output (the encoder gives {', '.join(sorted(enc_names))})"
+            )
+    wanted = logits_name or "logits"
+    if wanted not in out_names:
+        raise BundleError(
+            f"bundle {name}: the decoder has no output {wanted!r} for the next token's scores "
+            f"(it has {', '.join(out_names)}); name it in output.name"
+        )
+    return _DecoderSpec(token.name, token.dtype, tuple(states), tuple(context), out_names.index(wanted))
+
+
+def _whole(options: Mapping[str, Any], key: str, low: int, high: int, what: str) -> int:
+    value = options[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise BundleError(f"lambdalite.json: options.{key}: expected {what} from {low} to {high}, got {value!r}")
+    return value
+
+
+class Captioner:
+    task = "image-to-text"
+
+    def __init__(self, bundle: Bundle, encoder: Engine, decoder: Engine, vocab: list[str]) -> None:
+        self.bundle = bundle
+        self.encoder = encoder
+        self.decoder = decoder
+        self.vocab = vocab
+        m = bundle.manifest
+        unknown = sorted(set(m.options) - set(_MANIFEST_OPTIONS))
+        if unknown:
+            raise BundleError(
+                f"lambdalite.json: options.{unknown[0]}: unknown key for image-to-text "
+                f"(known: {', '.join(sorted(_MANIFEST_OPTIONS))})"
+            )
+        opts = {**_MANIFEST_OPTIONS, **m.options}
+        self.beam_size_limit = _whole(opts, "beam_size_limit", 1, 256, "a whole number")
+        self.max_length_limit = _whole(opts, "max_length_limit", 1, 4096, "a whole number")
+        self.default_beam_size = _whole(opts, "beam_size", 1, self.beam_size_limit, "a whole number")
+        self.default_max_length = _whole(opts, "max_length", 1, self.max_length_limit, "a whole number")
+        ids = {token: i for i, token in reversed(list(enumerate(vocab)))}
+        self.start, self.end = (self._token_id(ids, opts, key) for key in ("start_token", "end_token"))
+        suppress = opts["suppress_tokens"]
+        if suppress is None:
+            suppress = [opts["start_token"], *(["<pad>"] if "<pad>" in ids else [])]
+        if not isinstance(suppress, list) or not all(isinstance(t, str) and t in ids for t in suppress):
+            raise BundleError(
+                f"lambdalite.json: options.suppress_tokens: expected a list of tokens in the vocabulary, got {suppress!r}"
+            )
+        self.suppress = np.array(sorted({ids[t] for t in suppress} - {self.end}), np.int64)
+        spec = m.input
+        self.preprocess: Callable[[bytes], npt.NDArray[np.generic]] = Preprocessor.from_spec(spec)
+        self.input_name = spec.name or encoder.inputs[0].name
+        if self.input_name not in {i.name for i in encoder.inputs}:
+            raise BundleError(f"lambdalite.json: input.name: the encoder has no input {self.input_name!r}")
+        batch_dim = next((i.shape[0] for i in encoder.inputs if i.name == self.input_name and i.shape), -1)
+        self.max_encoder_batch = None if batch_dim in (-1, 0) else batch_dim
+        self.spec = _decoder_spec(encoder, decoder, m.output.name, m.name)
+        self.probabilities = m.output.kind == "probabilities"
+        out = decoder.outputs[self.spec.logits]
+        if out.shape and out.shape[-1] > 0 and out.shape[-1] != len(vocab):
+            raise BundleError(
+                f"bundle {m.name}: the decoder scores {out.shape[-1]} tokens but "
+                f"{m.files['vocab'].path} lists {len(vocab)}"
+            )
+        self.state_shapes = {i.name: i.shape for i in decoder.inputs}
+
+    def _token_id(self, ids: Mapping[str, int], opts: Mapping[str, Any], key: str) -> int:
+        token = opts[key]
+        if token not in ids:
+            raise BundleError(
+                f"lambdalite.json: options.{key}: {token!r} is not in {self.bundle.manifest.files['vocab'].path}"
+            )
+        return ids[token]
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def predict(self, images: Sequence[bytes], **options: Any) -> list[dict[str, Any]]:
+        if not images:
+            raise InputError("no images to caption")
+        beam_size, max_length = self.options(options)
+        batch = np.stack([self.preprocess(data) for data in images])
+        return [self.result(hyps, beam_size) for hyps in self.generate(batch, beam_size, max_length)]
+
+    def options(self, options: Mapping[str, Any]) -> tuple[int, int]:
+        """Validated (beam_size, max_length) from a request's options; None means the default."""
+        unknown = sorted(k for k, v in options.items() if k not in OPTIONS and v is not None)
+        if unknown:
+            raise InputError(f"unknown option {unknown[0]!r} for image-to-text (options: {', '.join(OPTIONS)})")
+        beam_size = options.get("beam_size")
+        max_length = options.get("max_length")
+        beam_size = self.default_beam_size if beam_size is None else beam_size
+        max_length = self.default_max_length if max_length is None else max_length
+        for key, value, limit in (
+            ("beam_size", beam_size, self.beam_size_limit),
+            ("max_length", max_length, self.max_length_limit),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+                raise InputError(f"{key} must be a whole number from 1 to {limit}, not {value!r}")
+        return beam_size, max_length
+
+    def result(self, hypotheses: list[Hypothesis], beam_size: int) -> dict[str, Any]:
+        best = hypotheses[0]
+        out: dict[str, Any] = {"caption": self.text(best.tokens), "score": best.score}
+        if beam_size > 1:
+            out["alternatives"] = [{"caption": self.text(h.tokens), "score": h.score} for h in hypotheses]
+        return out
+
+    def text(self, tokens: Sequence[int]) -> str:
+        words: list[str] = []
+        for t in tokens:
+            word = self.vocab[t]
+            if words and word in _NO_SPACE_BEFORE:
+                words[-1] += word
+            else:
+                words.append(word)
+        return " ".join(words)
+
+    def warmup(self) -> None:
+        h, w = self.bundle.manifest.input.size
+        shape = (1, 3, h, w) if self.bundle.manifest.input.layout == "NCHW" else (1, h, w, 3)
+        dtype = {"float32": np.float32, "uint8": np.uint8, "int8": np.int8}[self.bundle.manifest.input.dtype]
+        try:
+            self.generate(np.zeros(shape, dtype), beam_size=1, max_length=2)
+        except EngineError as exc:
+            raise BundleError(
+                f"bundle {self.bundle.manifest.name}: the encoder and decoder do not run on the input the "
+                f"manifest describes ({shape}, {dtype.__name__}): {exc}"
+            ) from exc
+
+    # -- decoding ---------------------------------------------------------------------------------
+
+    def encode(self, batch: Array) -> dict[str, Array]:
+        """The encoder's outputs by name, for a preprocessed batch (run in pieces if its batch is fixed)."""
+        names = [o.name for o in self.encoder.outputs]
+        step = self.max_encoder_batch or batch.shape[0]
+        parts = [self.encoder.run({self.input_name: batch[i : i + step]}) for i in range(0, batch.shape[0], step)]
+        if len(parts) == 1:
+            return dict(zip(names, parts[0], strict=True))
+        return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(names)}
+
+    def generate(self, batch: Array, beam_size: int, max_length: int) -> list[list[Hypothesis]]:
+        """Captions for a preprocessed batch: per image, up to `beam_size` hypotheses, best first."""
+        encoded = self.encode(batch)
+        n = batch.shape[0]
+        context = {name: encoded[name] for name in self.spec.context}
+        states = {name: self._initial_state(name, encoded, n) for name, _ in self.spec.states}
+        if beam_size == 1:
+            return self._greedy(context, states, n, max_length)
+        return self._beam(context, states, n, beam_size, max_length)
+
+    def _initial_state(self, name: str, encoded: Mapping[str, Array], n: int) -> Array:
+        if name in encoded:
+            return encoded[name]
+        info = next(i for i in self.decoder.inputs if i.name == name)
+        shape = (n, *(max(d, 0) for d in info.shape[1:]))  # dynamic axes start empty
+        return np.zeros(shape, np.dtype(info.dtype))
+
+    def _step(self, tokens: Array, context: Mapping[str, Array], states: Mapping[str, Array]) -> list[Array]:
+        return self.decoder.run({self.spec.token: tokens, **context, **states})
+
+    def _log_probs(self, raw: Array) -> npt.NDArray[np.float64]:
+        """Next-token log-probabilities (rows, V), suppressed tokens at -inf."""
+        x = raw.astype(np.float64).reshape(raw.shape[0], -1)
+        if self.probabilities:
+            x = np.log(np.maximum(x, 1e-300))  # a zero stays finite, so every row can still end
+        x[:, self.suppress] = -np.inf
+        x -= x.max(axis=1, keepdims=True)
+        x -= np.log(np.exp(x).sum(axis=1, keepdims=True))
+        return x
+
+    def _next_states(self, outputs: list[Array], rows: Array | None) -> dict[str, Array]:
+        if rows is None:
+            return {name: outputs[index] for name, index in self.spec.states}
+        return {name: np.take(outputs[index], rows, axis=0) for name, index in self.spec.states}
+
+    def _greedy(
+        self, context: dict[str, Array], states: dict[str, Array], n: int, max_length: int
+    ) -> list[list[Hypothesis]]:
+        image = np.arange(n)  # the image each live row belongs to
+        tokens = np.full(n, self.start, np.dtype(self.spec.token_dtype))
+        total = np.zeros(n)
+        words = np.zeros((n, max_length), np.int64)
+        done: list[list[Hypothesis]] = [[] for _ in range(n)]
+        for t in range(max_length + 1):
+            outputs = self._step(tokens, context, states)
+            logp = self._log_probs(outputs[self.spec.logits])
+            choice = np.full(len(image), self.end) if t == max_length else logp.argmax(axis=1)
+            total[image] += logp[np.arange(len(image)), choice]
+            ended = choice == self.end
+            words[image[~ended], min(t, max_length - 1)] = choice[~ended]
+            for i in image[ended].tolist():
+                done[i] = [Hypothesis(float(total[i] / (t + 1)), tuple(words[i, :t].tolist()))]
+            if ended.all():
+                break
+            keep = None
+            if ended.any():
+                keep = np.flatnonzero(~ended)
+                image = image[keep]
+                context = {k: np.take(v, keep, axis=0) for k, v in context.items()}
+            states = self._next_states(outputs, keep)
+            tokens = choice[~ended].astype(tokens.dtype)
+        return done
+
+    def _beam(
+        self, context: dict[str, Array], states: dict[str, Array], n: int, k: int, max_length: int
+    ) -> list[list[Hypothesis]]:
+        # Rows are (image, beam) pairs, image-major; every image starts with k copies of its one beam.
+        context = {name: np.repeat(v, k, axis=0) for name, v in context.items()}
+        states = {name: np.repeat(v, k, axis=0) for name, v in states.items()}
+        live = np.arange(n)  # the images still decoding
+        scores = np.full((n, k), -np.inf)
+        scores[:, 0] = 0.0  # only the first copy competes, so the first step yields k distinct beams
+        tokens = np.full(n * k, self.start, np.dtype(self.spec.token_dtype))
+        seqs = np.zeros((n, k, max_length), np.int64)
+        finished: list[list[Hypothesis]] = [[] for _ in range(n)]
+        for t in range(max_length + 1):
+            outputs = self._step(tokens, context, states)
+            logp = self._log_probs(outputs[self.spec.logits]).reshape(len(live), k, -1)
+            vocab = logp.shape[2]
+            if t == max_length:  # out of room: every live beam ends here
+                final = (scores + logp[:, :, self.end]) / (t + 1)
+                for i, b in np.argwhere(np.isfinite(final)).tolist():
+                    finished[live[i]].append(Hypothesis(float(final[i, b]), tuple(seqs[i, b, :t].tolist())))
+                break
+            flat = (scores[:, :, None] + logp).reshape(len(live), k * vocab)
+            width = min(2 * k, flat.shape[1])
+            top = np.argpartition(-flat, width - 1, axis=1)[:, :width]
+            top_scores = np.take_along_axis(flat, top, axis=1)
+            order = np.argsort(-top_scores, axis=1, kind="stable")
+            top, top_scores = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+            beam, token = top // vocab, top % vocab
+            is_end = token == self.end
+            # An ending candidate counts only if it ranks among the k best (as in Hugging Face's BeamSearchScorer).
+            for i, j in np.argwhere(is_end[:, :k] & np.isfinite(top_scores[:, :k])).tolist():
+                caption = tuple(seqs[i, beam[i, j], :t].tolist())
+                finished[live[i]].append(Hypothesis(float(top_scores[i, j] / (t + 1)), caption))
+            # The k best candidates that do not end carry on (at most k of the 2k end, so there are k).
+            carry = np.argsort(is_end, axis=1, kind="stable")[:, :k]
+            beam = np.take_along_axis(beam, carry, axis=1)
+            token = np.take_along_axis(token, carry, axis=1)
+            scores = np.take_along_axis(top_scores, carry, axis=1)
+            keep = np.array([len(finished[i]) < k for i in live.tolist()])
+            if not keep.any():
+                break
+            rows = (np.arange(len(live))[:, None] * k + beam)[keep].ravel()
+            if not keep.all():
+                kept_rows = (np.flatnonzero(keep)[:, None] * k + np.arange(k)).ravel()
+                context = {name: np.take(v, kept_rows, axis=0) for name, v in context.items()}
+                live, scores, beam, token, seqs = live[keep], scores[keep], beam[keep], token[keep], seqs[keep]
+            seqs = np.take_along_axis(seqs, beam[:, :, None], axis=1)
+            seqs[:, :, t] = token
+            states = self._next_states(outputs, rows)
+            tokens = token.ravel().astype(tokens.dtype)
+        return [sorted(h, key=lambda x: -x.score)[:k] for h in finished]
+
+
+def _read_vocab(bundle: Bundle) -> list[str]:
+    """One token per line, the line number being its id (so no line is skipped, blank or not)."""
+    try:
+        text = bundle.read("vocab").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"bundle {bundle.root}: {bundle.manifest.files['vocab'].path} is not UTF-8 text") from exc
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def load(bundle: Bundle, *, threads: int | None = None) -> Captioner:
+    encoder_model, check_encoder = bundle.read_deferred("encoder")
+    decoder_model, check_decoder = bundle.read_deferred("decoder")
+    vocab = _read_vocab(bundle)
+    try:
+        encoder = load_engine(bundle.manifest.engine, encoder_model, threads=threads)
+        decoder = load_engine(bundle.manifest.engine, decoder_model, threads=threads)
+    except Exception:
+        check_encoder()  # a corrupt file explains a load failure better than the engine can
+        check_decoder()
+        raise
+    check_encoder()
+    check_decoder()
+    return Captioner(bundle, encoder, decoder, vocab)
