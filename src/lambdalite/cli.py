@@ -53,15 +53,50 @@ def cli() -> None:
     """Serverless deep-learning inference: bundle, serve, emulate Lambda, ship."""
 
 
+# Request options per task, and the flag that sets each.
+_TASK_OPTIONS = {
+    "image-classification": ("top_k",),
+    "image-to-text": ("beam_size", "max_length"),
+}
+
+
 @cli.command()
 @click.argument("model")
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--top-k", "-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes to show.")
 @click.option(
-    "--json", "as_json", is_flag=True, help="Print JSON: the list for one image, a list of lists for several."
+    "--top-k", "-k", type=click.IntRange(min=1), help="Classes to show (classifiers; default: the bundle's, often 5)."
 )
-def predict(model: str, images: Sequence[Path], top_k: int, as_json: bool) -> None:
-    """Run MODEL on IMAGES and print the top classes.
+@click.option("--beam-size", "-b", type=click.IntRange(min=1), help="Beam width (captioners; 1 is greedy search).")
+@click.option(
+    "--max-length", type=click.IntRange(min=1), help="Longest caption, in tokens (words and punctuation; captioners)."
+)
+@click.option(
+    "--option",
+    "-o",
+    "extra",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any other request option (VALUE is read as JSON, else as text); repeatable.",
+)
+@click.option(
+    "--trust-code",
+    is_flag=True,
+    help="Allow the bundle's own code (pipeline.py) to run; read it first, it can do anything.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON: the result for one image, a list of results for several."
+)
+def predict(
+    model: str,
+    images: Sequence[Path],
+    top_k: int | None,
+    beam_size: int | None,
+    max_length: int | None,
+    extra: Sequence[str],
+    trust_code: bool,
+    as_json: bool,
+) -> None:
+    """Run MODEL on IMAGES and print the top classes or the caption.
 
     MODEL is a zoo name (see `lambdalite models`), a bundle directory or a .tar.gz bundle.
     """
@@ -74,11 +109,20 @@ def predict(model: str, images: Sequence[Path], top_k: int, as_json: bool) -> No
             payloads.append(path.read_bytes())
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
-    loaded = load_model(model, progress=Stderr())
+    loaded = load_model(model, progress=Stderr(), trust_code=True if trust_code else None)
+    given = {"top_k": top_k, "beam_size": beam_size, "max_length": max_length}
+    options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if "pipeline" not in loaded.bundle.manifest.files:  # a bundle's own code may take any option
+        accepted = _TASK_OPTIONS.get(loaded.task.task, ())
+        for key in options:
+            if key not in accepted:
+                flag = "--" + key.replace("_", "-")
+                raise UsageError(f"{flag} does not apply to {loaded.name}, an {loaded.task.task} model")
+    options.update(_parse_options(extra))
     results = []
     for path, data in zip(images, payloads, strict=True):
         try:
-            [result] = loaded.predict([data], top_k=top_k)
+            [result] = loaded.predict([data], **options)
         except LambdaliteError as exc:
             raise type(exc)(f"{path}: {exc}") from exc
         results.append(result)
@@ -88,6 +132,19 @@ def predict(model: str, images: Sequence[Path], top_k: int, as_json: bool) -> No
     for path, result in zip(images, results, strict=True):
         click.echo(f"{path}  ({loaded.name})")
         click.echo(_format_result(result))
+
+
+def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--option takes KEY=VALUE, not {pair!r}")
+        try:
+            options[key] = json.loads(text)
+        except ValueError:
+            options[key] = text
+    return options
 
 
 def _format_result(result: Any) -> str:
@@ -166,6 +223,8 @@ def bundle_inspect(path: str, as_json: bool) -> None:
     for role, ref in sorted(m.files.items()):
         size = (opened.root / ref.path).stat().st_size
         click.echo(f"    {role:<9} {ref.path:<24} {size / 2**20:8.2f} MB  {ref.sha256[:16]}…")
+    if "pipeline" in m.files:
+        click.echo(f"  carries code: {m.files['pipeline'].path} runs only when trusted (--trust-code)")
     for key, value in sorted(m.metadata.items()):
         click.echo(f"  {key}: {value}")
 

@@ -8,6 +8,7 @@
     │   ├── ChecksumError           a file's sha256 differs from the manifest or the pinned digest
     │   └── UnsafeArchiveError      an archive tries to escape, link, or is too big
     ├── TrustError                  a bundle carries code and the caller did not trust it
+    ├── PipelineError               a bundle's own code failed on import or at run time, or broke its contract
     ├── EngineError                 engine unknown, framework missing, model failed to load or run
     ├── InputError                  the request's input is unusable (HTTP 400)
     │   ├── EventError              the event or body is malformed or carries no input
@@ -47,6 +48,7 @@ __all__ = [
     "LambdaliteError",
     "ModelNotFoundError",
     "PayloadTooLargeError",
+    "PipelineError",
     "SourceError",
     "TrustError",
     "URLRefusedError",
@@ -103,6 +105,11 @@ class UnsafeArchiveError(BundleError):
 
 class TrustError(LambdaliteError):
     """Raised when a bundle carries its own code and running it was not explicitly allowed."""
+
+
+class PipelineError(LambdaliteError):
+    """Raised when a trusted bundle's `pipeline.py` fails on import or while running, or returns
+    something other than its interface promises (the message names the hook)."""
 
 
 class EngineError(LambdaliteError):

@@ -2,6 +2,8 @@
 
 model = load_model("efficientnet-lite0")
 model.predict([jpeg_bytes], top_k=5)   # -> [[{"className": ..., "probability": ...}, ...]]
+
+load_model("shapes-captioner").predict([jpeg_bytes], beam_size=3)  # -> [{"caption": ..., ...}]
 """
 
 from __future__ import annotations
@@ -46,12 +48,22 @@ def load_model(
     threads: int | None = None,
     progress: Progress | None = None,
     warmup: bool = False,
+    trust_code: bool | None = None,
 ) -> Model:
+    """Resolve `reference`, open its bundle and load its task.
+
+    `trust_code` allows a bundle's own code (`pipeline.py`) to run; None reads
+    `LAMBDALITE_TRUST_CODE` (1 or 0, unset meaning no). Untrusted code raises `TrustError`.
+    """
+    if trust_code is None:
+        from .pipeline import trust_from_env
+
+        trust_code = trust_from_env()
     t0 = time.perf_counter()
     root = resolve(reference, progress)
     t1 = time.perf_counter()
     bundle = open_bundle(root)
-    task = load_task(bundle, threads=threads)
+    task = load_task(bundle, threads=threads, trust_code=trust_code)
     t2 = time.perf_counter()
     timings = {"resolve_ms": (t1 - t0) * 1e3, "load_ms": (t2 - t1) * 1e3}
     if warmup:

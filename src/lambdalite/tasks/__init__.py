@@ -6,7 +6,8 @@ object is created once, at load, and then called per request:
     task.predict([jpeg_bytes, png_bytes], top_k=5)  ->  one JSON-ready result per image
 
 `image-classification` results are the DJL list `[{"className": ..., "probability": ...}]`,
-best first; `image-to-text` results are `{"caption": ..., "score": ...}`.
+best first; `image-to-text` results are `{"caption": ..., "score": ...}` (with `beam_size` > 1
+also `"alternatives"`). A bundle may carry code that changes either (`lambdalite.pipeline`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,17 @@ class TaskFactory(Protocol):
     def __call__(self, bundle: Bundle, *, threads: int | None = None) -> Task: ...
 
 
-def load_task(bundle: Bundle, *, threads: int | None = None) -> Task:
+def load_task(bundle: Bundle, *, threads: int | None = None, trust_code: bool = False) -> Task:
+    """The task for `bundle`. A bundle with its own code (a `pipeline` file) loads only when
+    `trust_code` is true, and raises `TrustError` otherwise (see `lambdalite.pipeline`)."""
+    if "pipeline" in bundle.manifest.files:
+        from .. import pipeline
+
+        return pipeline.load(bundle, threads=threads, trust_code=trust_code, builtin=_load_builtin)
+    return _load_builtin(bundle, threads)
+
+
+def _load_builtin(bundle: Bundle, threads: int | None) -> Task:
     task = bundle.manifest.task
     try:
         module = importlib.import_module(TASK_MODULES[task])

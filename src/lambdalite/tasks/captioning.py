@@ -151,7 +151,8 @@ class Captioner:
             suppress = [opts["start_token"], *(["<pad>"] if "<pad>" in ids else [])]
         if not isinstance(suppress, list) or not all(isinstance(t, str) and t in ids for t in suppress):
             raise BundleError(
-                f"lambdalite.json: options.suppress_tokens: expected a list of tokens in the vocabulary, got {suppress!r}"
+                "lambdalite.json: options.suppress_tokens: expected a list of tokens in the vocabulary, "
+                f"got {suppress!r}"
             )
         self.suppress = np.array(sorted({ids[t] for t in suppress} - {self.end}), np.int64)
         spec = m.input

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -219,7 +218,14 @@ def export(encoder: Encoder, decoder: DecoderStep, config: Config, out: Path) ->
             opset_version=OPSET,
             input_names=["token", "h", "features", "keys"],
             output_names=["logits", "next_h"],
-            dynamic_axes={"token": batch, "h": batch, "features": batch, "keys": batch, "logits": batch, "next_h": batch},
+            dynamic_axes={
+                "token": batch,
+                "h": batch,
+                "features": batch,
+                "keys": batch,
+                "logits": batch,
+                "next_h": batch,
+            },
         )
     for path in (enc_path, dec_path):
         onnx.checker.check_model(str(path))
@@ -259,7 +265,11 @@ def build_captioner(out: Path, progress: Progress, config: Config | None = None)
         "source": "trained by lambdalite.zoo.captioner on lambdalite.zoo.scenes",
         "training": {**config._asdict(), "torch": torch.__version__},
     }
-    files = {"encoder": enc_path, "decoder": dec_path, "vocab": ("\n".join(scenes.VOCAB) + "\n").encode()}
+    files: dict[str, Path | bytes] = {
+        "encoder": enc_path,
+        "decoder": dec_path,
+        "vocab": ("\n".join(scenes.VOCAB) + "\n").encode(),
+    }
 
     def write(meta: dict[str, Any]) -> None:
         write_bundle(
@@ -306,4 +316,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

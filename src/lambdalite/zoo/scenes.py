@@ -63,7 +63,7 @@ VOCAB: tuple[str, ...] = (
     "and",
     ",",
 )
-TRAIN_SEEDS = range(0, 1_000_000)
+TRAIN_SEEDS = range(1_000_000)
 HELD_OUT_SEEDS = range(1_000_000, 2_000_000)
 TEST_SEEDS = range(2_000_000, 3_000_000)
 
@@ -132,7 +132,7 @@ def scene(seed: int) -> Scene:
     tone = rng.randint(200, 250)
     background = tuple(max(0, min(255, tone + rng.randint(-8, 8))) for _ in range(3))
     shapes = _layout(rng, width, height, rng.randint(1, 3))
-    img = Image.new("RGB", (width, height), background)  # type: ignore[arg-type]
+    img = Image.new("RGB", (width, height), background)
     draw = ImageDraw.Draw(img)
     for s in shapes:
         base = COLOURS[s.colour]
