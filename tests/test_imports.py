@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+
+import pytest
+
+from models import write_tiny_captioner
 
 FORBIDDEN = ["torch", "onnx", "click", "boto3", "botocore", "skimage", "scipy"]
 
@@ -12,23 +17,45 @@ SERVING_PATH = """
 import json, sys
 from lambdalite.model import load_model
 model = load_model(sys.argv[1])
-model.predict([open(sys.argv[2], "rb").read()])
+model.predict([open(sys.argv[2], "rb").read()], **json.loads(sys.argv[3]))
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
 
 
-def test_serving_path_imports_nothing_heavy(tiny_bundle, tmp_path):
+def serving_modules(bundle_root, tmp_path, options=None, env=None) -> set[str]:
     from PIL import Image
 
     img = tmp_path / "x.png"
     Image.new("RGB", (9, 9)).save(img)
     proc = subprocess.run(
-        [sys.executable, "-c", SERVING_PATH, str(tiny_bundle.root), str(img)],
+        [sys.executable, "-c", SERVING_PATH, str(bundle_root), str(img), json.dumps(options or {})],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **(env or {})},
     )
     assert proc.returncode == 0, proc.stderr
-    loaded = set(json.loads(proc.stdout))
+    return set(json.loads(proc.stdout))
+
+
+def test_serving_path_imports_nothing_heavy(tiny_bundle, tmp_path):
+    loaded = serving_modules(tiny_bundle.root, tmp_path)
     assert "onnxruntime" in loaded  # the test really ran the engine
+    assert loaded.isdisjoint(FORBIDDEN), loaded & set(FORBIDDEN)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_captioning_path_imports_nothing_heavy(tmp_path, beam_size):
+    bundle = write_tiny_captioner(tmp_path / "cap")
+    loaded = serving_modules(bundle.root, tmp_path, {"beam_size": beam_size})
+    assert "onnxruntime" in loaded
+    assert loaded.isdisjoint(FORBIDDEN), loaded & set(FORBIDDEN)
+
+
+def test_trusted_pipeline_path_imports_nothing_heavy(tmp_path):
+    from test_pipeline import TOP1, with_code
+
+    bundle = with_code(tmp_path / "code", TOP1)
+    loaded = serving_modules(bundle.root, tmp_path, env={"LAMBDALITE_TRUST_CODE": "1"})
+    assert "onnxruntime" in loaded and any(name.startswith("lambdalite_pipeline_") for name in loaded)
     assert loaded.isdisjoint(FORBIDDEN), loaded & set(FORBIDDEN)

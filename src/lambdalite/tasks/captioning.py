@@ -28,8 +28,9 @@ request may ask; `start_token` (`<start>`) and `end_token` (`<end>`) name the sp
 included: `(log p(w1) + ... + log p(wn) + log p(<end>)) / (n + 1)`, so it is at most 0 and
 `exp(score)` is the geometric-mean probability of its tokens. Beam search keeps the
 `beam_size` best partial captions by total log-probability, collects those that end, ranks
-them by the score, and stops an image once `beam_size` captions have ended (or at
-`max_length` words, where the remaining beams end and are scored with `log p(<end>)`).
+them by the score, and stops an image once `beam_size` captions have ended and its best
+unfinished one, scored as if it ended now, would not rank among them (Hugging Face's default
+rule), or at `max_length` tokens, where the remaining beams end, scored with `log p(<end>)`.
 `beam_size` 1 is greedy search. With `beam_size` > 1 the result also lists every ended caption
 kept, best first, under `alternatives` (the first is the caption itself).
 """
@@ -309,6 +310,16 @@ class Captioner:
             tokens = choice[~ended].astype(tokens.dtype)
         return done
 
+    @staticmethod
+    def _done(finished: list[Hypothesis], best_live: float, k: int) -> bool:
+        """Whether an image can stop: k captions have ended and its best live beam, scored as if
+        it ended now, would not rank among them (Hugging Face's default stopping rule)."""
+        if len(finished) < k:
+            return False
+        finished.sort(key=lambda h: -h.score)
+        del finished[k:]
+        return best_live <= finished[-1].score
+
     def _beam(
         self, context: dict[str, Array], states: dict[str, Array], n: int, k: int, max_length: int
     ) -> list[list[Hypothesis]]:
@@ -347,7 +358,7 @@ class Captioner:
             beam = np.take_along_axis(beam, carry, axis=1)
             token = np.take_along_axis(token, carry, axis=1)
             scores = np.take_along_axis(top_scores, carry, axis=1)
-            keep = np.array([len(finished[i]) < k for i in live.tolist()])
+            keep = np.array([not self._done(finished[img], scores[i, 0] / (t + 1), k) for i, img in enumerate(live)])
             if not keep.any():
                 break
             rows = (np.arange(len(live))[:, None] * k + beam)[keep].ravel()

@@ -38,6 +38,13 @@ ZOO: dict[str, ZooModel] = {
             "lambdalite.zoo.efficientnet:build_lite0",
             "1",
         ),
+        ZooModel(
+            "shapes-captioner",
+            "image-to-text",
+            "Captions 1-3 coloured shapes; CNN + GRU with attention trained here (~3 min CPU), 64x64, fp32 ONNX",
+            "lambdalite.zoo.captioner:build_captioner",
+            "1",
+        ),
     )
 }
 

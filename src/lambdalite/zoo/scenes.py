@@ -10,8 +10,9 @@ builder's own held-out report `HELD_OUT_SEEDS`, and tests `TEST_SEEDS`; they nev
 
 Pictures are 64 to 512 pixels a side (aspect 0.6 to 1.6), a plain light background of varied
 tone, and filled circles, squares and triangles in red, green, blue or yellow, of varied size
-(16-32 % of the shorter side), position and slight rotation, never overlapping. Half are JPEG
-(quality 70-95), half PNG.
+(16-32 % of the shorter side), position and slight rotation, never overlapping. Every later
+shape repeats the colour and kind of an earlier one 30 % of the time, so counted groups ("two
+green circles") are common. Half the pictures are JPEG (quality 70-95), half PNG.
 
 **The caption is canonical**, so an exact match is meaningful: shapes of the same colour and
 kind are counted together ("two green circles"), and the groups are named left to right by
@@ -69,6 +70,7 @@ TEST_SEEDS = range(2_000_000, 3_000_000)
 
 _MIN_GAP = 0.06  # of the width, between any two shape centres
 _JITTER = 22  # per channel, on the base colour
+_REPEAT = 0.3  # the chance that a later shape repeats an earlier one's colour and kind
 
 
 class Shape(NamedTuple):
@@ -151,7 +153,10 @@ def _layout(rng: random.Random, width: int, height: int, n: int) -> list[Shape]:
             r = size * 0.72  # covers a square rotated by up to 45 degrees
             x = rng.uniform(r, width - r)
             y = rng.uniform(r, height - r)
-            shape = Shape(rng.choice(KINDS), rng.choice(tuple(COLOURS)), x, y, size, rng.uniform(-20, 20))
+            kind, colour = rng.choice(KINDS), rng.choice(tuple(COLOURS))
+            if shapes and rng.random() < _REPEAT:
+                kind, colour = rng.choice(shapes)[:2]
+            shape = Shape(kind, colour, x, y, size, rng.uniform(-20, 20))
             if all(_apart(shape, other, width) for other in shapes):
                 shapes.append(shape)
             else:

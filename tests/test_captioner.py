@@ -1,0 +1,104 @@
+"""The demo captioner, built by the zoo (trained here, once per cache), on scenes it never saw."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lambdalite.bundle import open_bundle
+from lambdalite.zoo import scenes
+from lambdalite.zoo.bleu import corpus_bleu, exact_match
+
+LAMBDALITE = Path(sys.executable).parent / "lambdalite"
+# Floors set from what the default build reaches (see the report in BENCHMARKS.md and the
+# manifest's metadata.held_out), with a margin for a different CPU's floating point.
+EXACT_MATCH_FLOOR = 0.85
+BLEU4_FLOOR = 0.85
+TEST_SCENES = 60
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def captioner_bundle() -> Path:
+    """The zoo's shapes-captioner, built (trained) once into the normal cache."""
+    from lambdalite.zoo import ensure_built
+
+    return ensure_built("shapes-captioner")
+
+
+def test_the_build_reports_its_held_out_scores(captioner_bundle):
+    bundle = open_bundle(captioner_bundle)
+    bundle.verify()
+    m = bundle.manifest
+    assert (m.name, m.task, sorted(m.files)) == ("shapes-captioner", "image-to-text", ["decoder", "encoder", "vocab"])
+    held_out = m.metadata["held_out"]
+    for decoding in ("greedy", "beam3"):
+        assert held_out[decoding]["exact_match"] >= EXACT_MATCH_FLOOR, held_out
+        assert held_out[decoding]["bleu4"] >= BLEU4_FLOOR, held_out
+
+
+def test_predict_describes_scenes_it_never_saw(captioner_bundle, tmp_path):
+    made = [scenes.scene(seed) for seed in scenes.TEST_SEEDS[:TEST_SCENES]]
+    paths = []
+    for s in made:
+        path = tmp_path / f"scene-{s.seed}{s.suffix}"
+        path.write_bytes(s.encode())
+        paths.append(str(path))
+    proc = subprocess.run(
+        [str(LAMBDALITE), "predict", "shapes-captioner", *paths, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)  # stdout is exactly the JSON
+    assert len(results) == len(made)
+    assert all(set(r) == {"caption", "score"} and r["score"] <= 0 for r in results)
+    captions = [r["caption"] for r in results]
+    references = [s.caption for s in made]
+    rate = exact_match(captions, references)
+    bleu = corpus_bleu([scenes.tokenize(c) for c in captions], [scenes.tokenize(r) for r in references])
+    wrong = [(c, r) for c, r in zip(captions, references, strict=True) if c != r]
+    assert rate >= EXACT_MATCH_FLOOR, wrong
+    assert bleu >= BLEU4_FLOOR, wrong
+    assert {s.format for s in made} == {"JPEG", "PNG"}
+
+
+def test_beam_search_from_the_cli(captioner_bundle, tmp_path):
+    s = next(s for s in map(scenes.scene, scenes.TEST_SEEDS[100:]) if len(s.shapes) == 3)
+    path = tmp_path / f"three{s.suffix}"
+    path.write_bytes(s.encode())
+    proc = subprocess.run(
+        [str(LAMBDALITE), "predict", "shapes-captioner", str(path), "--beam-size", "3", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    alternatives = result["alternatives"]
+    assert len(alternatives) == 3 and alternatives[0]["caption"] == result["caption"]
+    assert [a["score"] for a in alternatives] == sorted((a["score"] for a in alternatives), reverse=True)
+    assert "," in result["caption"] or " and " in result["caption"]  # punctuation is attached: "a, b and c"
+    assert " ," not in result["caption"]
+    table = subprocess.run(
+        [str(LAMBDALITE), "predict", "shapes-captioner", str(path), "-b", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert table.returncode == 0 and f"{result['caption']!r}" in table.stdout
+    bad = subprocess.run(
+        [str(LAMBDALITE), "predict", "shapes-captioner", str(path), "--top-k", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: --top-k does not apply to shapes-captioner, an image-to-text model"
+    )
