@@ -24,6 +24,7 @@ import hashlib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .bundle import MANIFEST_NAME
 from .cache import cache_home, entry_lock, touch
@@ -31,22 +32,35 @@ from .errors import ModelNotFoundError, SourceError
 from .progress import Progress, Quiet
 from .zoo import ZOO, ensure_built
 
+if TYPE_CHECKING:
+    from .remote import Stream
+
 __all__ = ["SCHEMES", "reference_from_env", "resolve", "unpack_bundle_archive"]
 
 
 
-def _fetch_https(ref: str, progress: Progress) -> Path:
+def _open_https(url: str) -> "Stream":
     from .https import open_url
+
+    return open_url(url)
+
+
+def _open_s3(url: str) -> "Stream":
+    from .s3 import open_object  # boto3 is imported here: only when an object is downloaded
+
+    return open_object(url)
+
+
+def _fetch_https(ref: str, progress: Progress) -> Path:
     from .remote import fetch
 
-    return fetch(ref, open_url, progress)
+    return fetch(ref, _open_https, progress)
 
 
 def _fetch_s3(ref: str, progress: Progress) -> Path:
     from .remote import fetch
-    from .s3 import open_object  # boto3 is imported here, and only here
 
-    return fetch(ref, open_object, progress)
+    return fetch(ref, _open_s3, progress)
 
 
 # scheme -> fetcher(reference, progress) -> local file or directory
