@@ -89,7 +89,9 @@ def tiny_torchscript(size: int | None = None) -> bytes:
     return buf.getvalue()
 
 
-def seed004_archive(path: Path, model: bytes, labels: list[str] | None = None, model_name: str = "resnet50_jit.pth") -> Path:
+def seed004_archive(
+    path: Path, model: bytes, labels: list[str] | None = None, model_name: str = "resnet50_jit.pth"
+) -> Path:
     """A `model.tar.gz` laid out as seed 004 makes it: the TorchScript file and classes.txt."""
     import io
     import tarfile

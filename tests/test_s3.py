@@ -150,7 +150,10 @@ def test_access_denied_is_a_clear_403(tmp_path, monkeypatch, lambdalite_home):
         admin = {"aws_access_key_id": "a", "aws_secret_access_key": "b", "region_name": "us-east-1"}
         iam = boto3.client("iam", endpoint_url=endpoint, **admin)
         iam.create_user(UserName="deployer")
-        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]}
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}],
+        }
         iam.put_user_policy(UserName="deployer", PolicyName="put-only", PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName="deployer")["AccessKey"]
         boto3.client("s3", endpoint_url=endpoint, **admin).create_bucket(Bucket="private-models")

@@ -86,9 +86,8 @@ def cache_budget() -> int:
     try:
         value = int(float(number) * _UNITS[unit])
     except ValueError:
-        raise SourceError(
-            f"LAMBDALITE_CACHE_BYTES must be a size such as 400M or 419430400, not {os.environ['LAMBDALITE_CACHE_BYTES']!r}"
-        ) from None
+        shown = os.environ["LAMBDALITE_CACHE_BYTES"]
+        raise SourceError(f"LAMBDALITE_CACHE_BYTES must be a size such as 400M or 419430400, not {shown!r}") from None
     if value <= 0:
         raise SourceError("LAMBDALITE_CACHE_BYTES must be positive")
     return value

@@ -102,9 +102,7 @@ def _status_message(shown: str, status: int, reason: object) -> str:
     if status == 404:
         return f"{shown}: not found (HTTP 404); check the URL"
     if status in (401, 403):
-        return (
-            f"{shown}: access denied (HTTP {status}); the object is private or a presigned URL has expired"
-        )
+        return f"{shown}: access denied (HTTP {status}); the object is private or a presigned URL has expired"
     return f"{shown}: the server answered HTTP {status} {reason}"
 
 

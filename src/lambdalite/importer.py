@@ -26,7 +26,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from .bundle import MANIFEST_NAME, Bundle, InputSpec, OutputSpec, file_sha256, open_bundle, write_bundle
+from .bundle import MANIFEST_NAME, Bundle, InputSpec, OutputSpec, file_sha256, write_bundle
 from .errors import BundleError, EngineError, SourceError, UsageError
 from .progress import Progress, Quiet
 
@@ -211,8 +211,9 @@ def bundle_in_place(root: Path, origin: str) -> Path:
             raise SourceError(_not_torchscript(found.model, origin))
         if importlib.util.find_spec("torch") is None:
             raise SourceError(
-                f"{origin} holds a TorchScript model; serving it as it is needs torch (pip install 'lambdalite[torch]'), "
-                f"or convert it once with `lambdalite import model.tar.gz -o bundle.tar.gz` (ONNX, no torch needed)"
+                f"{origin} holds a TorchScript model; serving it as it is needs torch "
+                f"(pip install 'lambdalite[torch]'), or convert it once with "
+                f"`lambdalite import model.tar.gz -o bundle.tar.gz` (ONNX, no torch needed)"
             )
         facts = ModelFacts("input", "NCHW", None, None, "output", False)
         size = (224, 224)
@@ -285,10 +286,11 @@ def import_model(source: Path, out: Path, options: ImportOptions, progress: Prog
         with progress.step(f"Reading the {kind} model"):
             facts = inspect_model(ENGINE_FOR[kind], model_path.read_bytes(), options.input_size)
         _check_classes(facts, labels, str(source))
-        size = facts.size or (224, 224)
+        hw = facts.size or (224, 224)
         if options.input_size and facts.size and facts.size != (options.input_size, options.input_size):
             raise UsageError(
-                f"{source}: the model takes {facts.size[0]}x{facts.size[1]} input, not --input-size {options.input_size}"
+                f"{source}: the model takes {facts.size[0]}x{facts.size[1]} input, "
+                f"not --input-size {options.input_size}"
             )
         suffix = {"onnx": ".onnx", "tflite": ".tflite", "torchscript": ".pt"}[kind]
         return write_bundle(
@@ -299,7 +301,7 @@ def import_model(source: Path, out: Path, options: ImportOptions, progress: Prog
             engine=ENGINE_FOR[kind],
             files={"model": model_path, "labels": ("\n".join(labels) + "\n").encode()},
             filenames={"model": "model" + suffix, "labels": "labels.txt"},
-            input=_input_spec(facts, options, size),
+            input=_input_spec(facts, options, hw),
             output=OutputSpec(
                 kind="probabilities" if facts.probabilities else "logits", top_k=options.top_k, name=facts.output_name
             ),
@@ -314,9 +316,7 @@ def _default_name(source: Path) -> str:
     return name or "model"
 
 
-def _torchscript_to_onnx(
-    model: Path, out: Path, options: ImportOptions, progress: Progress
-) -> tuple[Path, int]:
+def _torchscript_to_onnx(model: Path, out: Path, options: ImportOptions, progress: Progress) -> tuple[Path, int]:
     """Convert TorchScript to ONNX, probing the input size, and check both agree."""
     try:
         import torch
@@ -328,7 +328,7 @@ def _torchscript_to_onnx(
             f"or keep it as it is with --keep-torchscript ({exc.name} is missing)"
         ) from exc
     with progress.step(f"Loading TorchScript {model.name}"):
-        module = torch.jit.load(str(model), map_location="cpu").eval()
+        module = torch.jit.load(str(model), map_location="cpu").eval()  # type: ignore[no-untyped-call]
     sizes = [options.input_size] if options.input_size else list(_PROBE_SIZES)
     example = None
     for s in sizes:

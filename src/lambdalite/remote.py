@@ -146,7 +146,7 @@ def fetch(reference: str, opener: Opener, progress: Progress) -> Path:
 def _ready(entry: Path) -> Path | None:
     try:
         record = json.loads((entry / _RECORD).read_text())
-        root = entry / record["root"]
+        root = entry / str(record["root"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not (root / MANIFEST_NAME).is_file():
@@ -248,4 +248,3 @@ def materialize(archive: Path, dest: Path, origin: str, progress: Progress) -> P
     from .importer import bundle_in_place
 
     return bundle_in_place(dest, origin)
-

@@ -38,14 +38,13 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMES", "reference_from_env", "resolve", "unpack_bundle_archive"]
 
 
-
-def _open_https(url: str) -> "Stream":
+def _open_https(url: str) -> Stream:
     from .https import open_url
 
     return open_url(url)
 
 
-def _open_s3(url: str) -> "Stream":
+def _open_s3(url: str) -> Stream:
     from .s3 import open_object  # boto3 is imported here: only when an object is downloaded
 
     return open_object(url)

@@ -86,24 +86,27 @@ class LiteRTEngine:
 
     @staticmethod
     def _convert(x: npt.NDArray[np.generic], detail: Mapping[str, Any]) -> npt.NDArray[np.generic]:
-        want = np.dtype(detail["dtype"])
+        want: np.dtype[Any] = np.dtype(detail["dtype"])
         if x.dtype == want:
-            return np.ascontiguousarray(x)
+            same: npt.NDArray[np.generic] = np.ascontiguousarray(x)
+            return same
         quant = _quantization(detail)
         if quant is not None and np.issubdtype(x.dtype, np.floating):
             scale, zero_point = quant
             info = np.iinfo(want)
             q = np.round(x.astype(np.float32) / scale) + zero_point
-            return np.clip(q, info.min, info.max).astype(want)
+            quantized: npt.NDArray[np.generic] = np.clip(q, info.min, info.max).astype(want)
+            return quantized
         if np.issubdtype(want, np.floating) and np.issubdtype(x.dtype, np.number):
             return x.astype(want)
         raise EngineError(f"input {detail['name']!r} takes {want.name}, not {x.dtype.name}")
 
     def _get(self, detail: Mapping[str, Any]) -> npt.NDArray[np.generic]:
-        out = self.interpreter.get_tensor(detail["index"])
+        out: npt.NDArray[np.generic] = self.interpreter.get_tensor(detail["index"])
         quant = _quantization(detail)
         if quant is None:
-            return np.array(out)
+            copied: npt.NDArray[np.generic] = np.array(out)
+            return copied
         scale, zero_point = quant
         return ((out.astype(np.float32) - zero_point) * scale).astype(np.float32)
 

@@ -46,7 +46,7 @@ class TorchScriptEngine:
 def load(model: bytes, *, threads: int) -> TorchScriptEngine:
     torch.set_num_threads(threads)
     try:
-        module = torch.jit.load(io.BytesIO(model), map_location="cpu")
+        module = torch.jit.load(io.BytesIO(model), map_location="cpu")  # type: ignore[no-untyped-call]
     except Exception as exc:  # a zip that is not TorchScript, a truncated file, an unknown op...
         raise EngineError(f"torch cannot load the model as TorchScript: {str(exc).strip().splitlines()[0]}") from exc
     return TorchScriptEngine(module.eval())
