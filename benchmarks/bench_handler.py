@@ -22,14 +22,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from report import ROOT, median_ms, per_call, stamp, write_section  # noqa: E402
+from lambdalite.engines import default_threads
+from lambdalite.function import Function
+from lambdalite.invoke_local import LocalContext
+from lambdalite.model import load_model
+from lambdalite.zoo import ensure_built
 
-from eventlib import load_event  # noqa: E402
-from lambdalite.engines import default_threads  # noqa: E402
-from lambdalite.function import Function  # noqa: E402
-from lambdalite.invoke_local import LocalContext  # noqa: E402
-from lambdalite.model import load_model  # noqa: E402
-from lambdalite.zoo import ensure_built  # noqa: E402
+from eventlib import load_event
+from report import ROOT, median_ms, per_call, stamp, write_section
 
 IMAGE = ROOT / "examples" / "chelsea.jpg"
 
@@ -64,8 +64,12 @@ def main() -> None:
 
     def hand_written_handler(event: dict[str, object], context: object) -> dict[str, object]:
         body = json.dumps(bare(base64.b64decode(str(event["body"]))))
-        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": body,
-                "isBase64Encoded": False}
+        return {
+            "statusCode": 200,
+            "headers": {"Content-Type": "application/json"},
+            "body": body,
+            "isBase64Encoded": False,
+        }
 
     function = Function(load_model("efficientnet-lite0", threads=threads))
     context = LocalContext()

@@ -22,13 +22,13 @@ import onnxruntime as ort
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import ROOT, median_ms, per_call, precompile, stamp, timed_runs, write_section  # noqa: E402
+from lambdalite.engines import default_threads
+from lambdalite.images import Preprocessor, decode
+from lambdalite.model import load_model
+from lambdalite.tasks.classification import softmax, top_k
+from lambdalite.zoo import ensure_built
 
-from lambdalite.engines import default_threads  # noqa: E402
-from lambdalite.images import Preprocessor, decode  # noqa: E402
-from lambdalite.model import load_model  # noqa: E402
-from lambdalite.tasks.classification import softmax, top_k  # noqa: E402
-from lambdalite.zoo import ensure_built  # noqa: E402
+from report import ROOT, median_ms, per_call, precompile, stamp, timed_runs, write_section
 
 IMAGE = ROOT / "examples" / "chelsea.jpg"
 
@@ -97,10 +97,13 @@ def main() -> None:
     bundle = ensure_built("efficientnet-lite0")
     python = sys.executable
     cli = str(Path(python).parent / "lambdalite")
-    cold = timed_runs({
-        "bare script": [python, str(ROOT / "benchmarks" / "bare_predict.py"), str(bundle), str(IMAGE)],
-        "lambdalite predict": [cli, "predict", "efficientnet-lite0", str(IMAGE), "--json"],
-    }, args.runs)
+    cold = timed_runs(
+        {
+            "bare script": [python, str(ROOT / "benchmarks" / "bare_predict.py"), str(bundle), str(IMAGE)],
+            "lambdalite predict": [cli, "predict", "efficientnet-lite0", str(IMAGE), "--json"],
+        },
+        args.runs,
+    )
     bare_cold, ll_cold = (statistics.median(cold[k]) * 1e3 for k in ("bare script", "lambdalite predict"))
     ratio = ll_cold / bare_cold
 

@@ -42,8 +42,10 @@ def machine() -> str:
         mem = f", {kb / 2**20:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return (f"{cpu}, {len(os.sched_getaffinity(0))} CPUs{mem}, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
+    return (
+        f"{cpu}, {len(os.sched_getaffinity(0))} CPUs{mem}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def stamp() -> str:
@@ -62,7 +64,9 @@ def write_section(title: str, body: str) -> None:
     print(f"wrote section {title!r} of {BENCHMARKS_MD}")
 
 
-def timed_runs(commands: dict[str, Sequence[str]], runs: int, env: dict[str, str] | None = None) -> dict[str, list[float]]:
+def timed_runs(
+    commands: dict[str, Sequence[str]], runs: int, env: dict[str, str] | None = None
+) -> dict[str, list[float]]:
     """Wall time (s) of each command, run `runs` times, interleaved so drift hits all alike."""
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
@@ -93,5 +97,4 @@ def median_ms(samples: Sequence[float]) -> float:
 
 def precompile() -> None:
     """Cold starts must not pay for compiling: PYTHONDONTWRITEBYTECODE may be set here."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src"), str(ROOT / "benchmarks")],
-                   check=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src"), str(ROOT / "benchmarks")], check=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 
-from eventlib import load_event
 from lambdalite.events import HttpApi, RestApi, infer
 from lambdalite.web import HttpResponse, json_response
+
+from eventlib import load_event
 
 
 def test_recognises_each_front_door():

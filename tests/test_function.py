@@ -8,7 +8,6 @@ import json
 import pytest
 from PIL import Image
 
-from eventlib import event_names, load_event, multipart
 from lambdalite.errors import (
     EventError,
     FetchError,
@@ -23,6 +22,7 @@ from lambdalite.invoke_local import LocalContext
 from lambdalite.model import load_model
 
 from conftest import CAT_CLASSES, jpeg_bytes
+from eventlib import event_names, load_event, multipart
 from test_images import png_header_only
 
 RED = jpeg_bytes(Image.new("RGB", (40, 30), (250, 5, 5)), quality=95)

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from eventlib import BOUNDARY, multipart
 from lambdalite.errors import EventError, UnsupportedMediaTypeError
 from lambdalite.web import HttpRequest, parse_form, parse_multipart
+
+from eventlib import BOUNDARY, multipart
 
 
 def form_request(body: bytes, ctype: str) -> HttpRequest:
