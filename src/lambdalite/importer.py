@@ -121,12 +121,13 @@ def find_model(root: Path, origin: str) -> Found:
     return Found(models[0], _kind(models[0]) or "onnx", labels)
 
 
-def read_labels(path: Path) -> list[str]:
+def read_labels(path: Path, shown: str | None = None) -> list[str]:
     """Class names: one per line, or a JSON list / {"0": name} / TorchServe {"0": [wnid, name]}."""
+    shown = shown or str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read the labels {path}: {exc}") from exc
+        raise UsageError(f"cannot read the labels {shown}: {exc}") from exc
     if path.suffix == ".json":
         try:
             data: Any = json.loads(text)
@@ -137,10 +138,10 @@ def read_labels(path: Path) -> list[str]:
                 return labels
         except (ValueError, KeyError, TypeError, IndexError):
             pass
-        raise UsageError(f"{path}: expected a JSON list of names or an index -> name object")
+        raise UsageError(f"{shown}: expected a JSON list of names or an index -> name object")
     labels = [line.strip() for line in text.splitlines() if line.strip()]
     if not labels:
-        raise UsageError(f"{path} lists no labels")
+        raise UsageError(f"{shown} lists no labels")
     return labels
 
 
@@ -203,12 +204,12 @@ def bundle_in_place(root: Path, origin: str) -> Path:
         raise SourceError(
             f"{origin}: no classes.txt (or labels.txt, synset.txt, index_to_name.json) beside {found.model.name}"
         )
-    labels = read_labels(found.labels)
+    if found.kind == "torchscript" and not is_torchscript(found.model):
+        raise SourceError(_not_torchscript(found.model, origin))
+    labels = read_labels(found.labels, f"{origin}: {found.labels.relative_to(root)}")
     if found.kind == "torchscript":
         import importlib.util
 
-        if not is_torchscript(found.model):
-            raise SourceError(_not_torchscript(found.model, origin))
         if importlib.util.find_spec("torch") is None:
             raise SourceError(
                 f"{origin} holds a TorchScript model; serving it as it is needs torch "
@@ -270,15 +271,16 @@ def import_model(source: Path, out: Path, options: ImportOptions, progress: Prog
             if (root / MANIFEST_NAME).is_file():
                 raise UsageError(f"{source} is already a bundle; serve it as it is")
             found = find_model(root, str(source))
+        if found.kind == "torchscript" and not is_torchscript(found.model):
+            raise UsageError(_not_torchscript(found.model, str(source)))
         labels_path = options.labels or found.labels
         if labels_path is None:
             raise UsageError(f"{source}: no labels found; pass --labels classes.txt (one class name per line)")
-        labels = read_labels(labels_path)
+        inside = options.labels is None and labels_path.is_relative_to(work)
+        labels = read_labels(labels_path, f"{source}: {labels_path.name}" if inside else None)
         kind: Kind = found.kind
         model_path = found.model
         if kind == "torchscript":
-            if not is_torchscript(model_path):
-                raise UsageError(_not_torchscript(model_path, str(source)))
             if not options.keep_torchscript:
                 model_path, size = _torchscript_to_onnx(model_path, work / "model.onnx", options, progress)
                 kind = "onnx"
