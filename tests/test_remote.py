@@ -299,7 +299,8 @@ CONCURRENT = """
 import json, sys, time
 from lambdalite.sources import resolve
 started = time.time()
-print(json.dumps({"root": str(resolve(sys.argv[1])), "started": started}))
+root = str(resolve(sys.argv[1]))
+print(json.dumps({"root": root, "started": started, "modules": sorted({m.split(".")[0] for m in sys.modules})}))
 """
 
 
@@ -327,3 +328,5 @@ def test_concurrent_cold_starts_download_once(site, tmp_path, lambdalite_home):
     assert outputs[0]["root"] == outputs[1]["root"]
     assert all(out["started"] < site.finished["/shared.tar.gz"] for out in outputs)  # both were cold at once
     assert site.hits["/shared.tar.gz"] == 1
+    # An https download needs only the standard library.
+    assert {"boto3", "botocore", "torch", "onnx", "click"}.isdisjoint(outputs[0]["modules"])
