@@ -100,3 +100,54 @@ def test_classification_task_answers_with_every_clothing_class(tmp_path, model):
     x = (np.asarray(img.resize((64, 64), Image.Resampling.BILINEAR), np.float32) / 127.5 - 1)[None]
     ref = make_tflite.reference(x)[0]
     assert result[0]["className"] == make_tflite.CLOTHING_LABELS[int(ref.argmax())]
+
+
+SEED001 = """
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from eventlib import load_event
+from lambdalite.handler import handler
+print("RESULT " + json.dumps(handler(load_event("direct-seed001-url.json", url=sys.argv[1]), None)))
+print("MODULES " + json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def test_seed001_function_answers_label_to_score_with_the_tflite_fixture(tmp_path):
+    """Seed 001's request ({"url": ...}) to a function serving the .tflite fixture: {label: score}."""
+    import functools
+    import json
+    import os
+    import subprocess
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    bundle = clothing_bundle(tmp_path / "clothing", "clothing-float.tflite")
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "pants.jpg").write_bytes(encode(Image.new("RGB", (80, 120), (40, 60, 140)), "JPEG"))
+    quiet = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(quiet, directory=str(tmp_path / "www")))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMBDALITE_", "MODEL_"))}
+        env.update(LAMBDALITE_MODEL=str(bundle.root), LAMBDALITE_RESPONSE="scores", LAMBDALITE_ALLOW_PRIVATE_URLS="1")
+        url = f"http://127.0.0.1:{server.server_address[1]}/pants.jpg"
+        proc = subprocess.run(
+            [sys.executable, "-c", SEED001, url, str(Path(__file__).parent)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    scores = json.loads(next(line for line in lines if line.startswith("RESULT "))[7:])
+    assert set(scores) == set(make_tflite.CLOTHING_LABELS)  # every class, as seed 001 returns
+    assert all(isinstance(v, float) for v in scores.values())
+    modules = set(json.loads(next(line for line in lines if line.startswith("MODULES "))[8:]))
+    assert "ai_edge_litert" in modules
+    assert modules.isdisjoint({"torch", "onnx", "onnxruntime", "boto3", "click"}), modules

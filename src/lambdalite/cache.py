@@ -132,12 +132,16 @@ def touch(entry: Path) -> None:
         pass
 
 
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n:,} bytes"
+
+
 def make_room(needed: int, *, keep: Collection[Path] = ()) -> None:
     """Evict least-recently-used entries until `needed` more bytes fit in the budget."""
     budget = cache_budget()
     if needed > budget:
         raise SourceError(
-            f"the model needs about {needed / 2**20:.0f} MB but the cache budget is {budget / 2**20:.0f} MB; "
+            f"the model needs about {_mb(needed)} but the cache budget is {_mb(budget)}; "
             f"raise LAMBDALITE_CACHE_BYTES (and the function's ephemeral storage)"
         )
     used = cache_usage()
@@ -151,8 +155,8 @@ def make_room(needed: int, *, keep: Collection[Path] = ()) -> None:
         used -= freed
     if used + needed > budget:
         raise SourceError(
-            f"the cache at {cache_home()} holds {used / 2**20:.0f} MB that cannot be evicted (in use); "
-            f"{needed / 2**20:.0f} MB more would pass the budget of {budget / 2**20:.0f} MB (LAMBDALITE_CACHE_BYTES)"
+            f"the cache at {cache_home()} holds {_mb(used)} that cannot be evicted (in use); "
+            f"{_mb(needed)} more would pass the budget of {_mb(budget)} (LAMBDALITE_CACHE_BYTES)"
         )
 
 
