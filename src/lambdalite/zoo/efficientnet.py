@@ -78,9 +78,18 @@ def build_lite0(out: Path, progress: Progress) -> None:
 def build_lite0_int8(out: Path, progress: Progress) -> None:
     """Static int8 from the fp32 zoo bundle, calibrated on scikit-image photos (offline)."""
     from ..bundle import open_bundle
+    from ..errors import EngineError
     from ..quantize import quantize_bundle
     from . import ensure_built
     from .calibration import calibration_images, held_out_images
+
+    try:
+        import skimage  # noqa: F401  (the calibration photos ship in its wheel)
+    except ImportError as exc:
+        raise EngineError(
+            "building efficientnet-lite0-int8 needs scikit-image for its offline calibration photos: "
+            "pip install 'lambdalite[export]'"
+        ) from exc
 
     source = open_bundle(ensure_built("efficientnet-lite0", progress))
     with progress.step("Preparing calibration images (scikit-image photos, augmented)"):
