@@ -30,7 +30,11 @@ def _echo_json(value: Any) -> None:
 
 # Commands that live in other modules: name -> "module:attribute", imported only when used, so
 # `lambdalite predict` never pays for the emulator's or the deployer's imports.
-LAZY_COMMANDS: dict[str, str] = {}
+LAZY_COMMANDS: dict[str, str] = {
+    "invoke-local": "lambdalite.invoke_local:invoke_local",
+    "import": "lambdalite.convert_cli:import_command",
+    "export": "lambdalite.convert_cli:export_command",
+}
 
 
 class LazyGroup(click.Group):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .bundle import Bundle, open_bundle
+from .engines import import_engine
 from .progress import Progress
 from .sources import resolve
 from .tasks import Task, load_task
@@ -50,7 +51,11 @@ def load_model(
     warmup: bool = False,
     trust_code: bool | None = None,
 ) -> Model:
-    """Resolve `reference`, open its bundle and load its task.
+    """Resolve `reference`, open the bundle and load its task; optionally run it once.
+
+    `timings` records the cold start's phases: resolve_ms (finding or fetching the model),
+    imports_ms (the engine's framework), session_ms (reading, verifying and loading the model),
+    warmup_ms (the first run).
 
     `trust_code` allows a bundle's own code (`pipeline.py`) to run; None reads
     `LAMBDALITE_TRUST_CODE` (1 or 0, unset meaning no). Untrusted code raises `TrustError`.
@@ -63,10 +68,12 @@ def load_model(
     root = resolve(reference, progress)
     t1 = time.perf_counter()
     bundle = open_bundle(root)
-    task = load_task(bundle, threads=threads, trust_code=trust_code)
+    import_engine(bundle.manifest.engine)
     t2 = time.perf_counter()
-    timings = {"resolve_ms": (t1 - t0) * 1e3, "load_ms": (t2 - t1) * 1e3}
+    task = load_task(bundle, threads=threads, trust_code=trust_code)
+    t3 = time.perf_counter()
+    timings = {"resolve_ms": (t1 - t0) * 1e3, "imports_ms": (t2 - t1) * 1e3, "session_ms": (t3 - t2) * 1e3}
     if warmup:
         task.warmup()
-        timings["warmup_ms"] = (time.perf_counter() - t2) * 1e3
+        timings["warmup_ms"] = (time.perf_counter() - t3) * 1e3
     return Model(reference, task, timings)
