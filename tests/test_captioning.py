@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 
@@ -11,10 +12,14 @@ from PIL import Image
 
 from lambdalite.bundle import MANIFEST_NAME, OutputSpec, open_bundle
 from lambdalite.errors import BundleError, InputError
+from lambdalite.function import Function
+from lambdalite.invoke_local import LocalContext
+from lambdalite.model import load_model
 from lambdalite.tasks import load_task
 from lambdalite.tasks.captioning import Captioner
 
 from conftest import encode
+from eventlib import load_event
 from models import (
     TINY_VOCAB,
     tiny_caption_reference,
@@ -285,3 +290,46 @@ def test_a_corrupt_decoder_is_caught_by_its_checksum(tmp_path):
     path.write_bytes(path.read_bytes()[:-7] + b"garbage")
     with pytest.raises(BundleError, match="decoder.onnx is corrupt: sha256"):
         load_task(open_bundle(bundle.root), threads=1)
+
+
+# -- every front door of the function, through the common Task interface ---------------------------
+
+
+@pytest.fixture()
+def function(tmp_path):
+    return Function(load_model(str(write_tiny_captioner(tmp_path / "fn").root), threads=1))
+
+
+def call(function, event):
+    out = function(event, LocalContext())
+    if isinstance(out, dict) and "statusCode" in out:
+        return out["statusCode"], json.loads(out["body"])
+    return 200, json.loads(json.dumps(out))
+
+
+@pytest.mark.parametrize(
+    "name", ["rest-binary-jpeg.json", "function-url-binary.json", "rest-multipart.json", "http-api-multipart.json"]
+)
+def test_gateway_events_get_the_caption(function, name):
+    status, body = call(function, load_event(name, picture(GRAY)))
+    assert status == 200
+    assert body == {"caption": "x z", "score": pytest.approx(reference_score(GRAY, "x z"), abs=1e-5)}
+
+
+def test_options_from_the_query_string_and_direct_invokes(function):
+    event = load_event("function-url-binary.json", picture(GRAY))
+    event["rawQueryString"] = "beam_size=2&max_length=3"
+    event["queryStringParameters"] = {"beam_size": "2", "max_length": "3"}
+    status, body = call(function, event)
+    assert status == 200 and body["caption"] == "y" and len(body["alternatives"]) == 2
+    b64 = base64.b64encode(picture(RED)).decode()
+    assert call(function, {"image": b64, "beam_size": 3})[1]["alternatives"][0]["caption"] == "red"
+    status, batch = call(function, {"images": [b64, base64.b64encode(picture(GRAY)).decode()]})
+    assert [r["caption"] for r in batch] == ["red", "x z"]
+
+
+def test_a_classifier_option_is_a_400_not_a_crash(function):
+    status, body = call(function, load_event("http-api-binary.json", picture(GRAY)))  # ?top_k=3
+    assert status == 400
+    assert body["error"]["type"] == "InputError" and "unknown option 'top_k'" in body["error"]["message"]
+    assert call(function, load_event("rest-binary-jpeg.json", picture(GRAY)))[0] == 200  # still serving
