@@ -118,14 +118,18 @@ def _decoder_spec(encoder: Engine, decoder: Engine, logits_name: str | None, nam
     return _DecoderSpec(token.name, token.dtype, tuple(states), tuple(context), out_names.index(wanted))
 
 
-def _whole(options: Mapping[str, Any], key: str, low: int, high: int, what: str) -> int:
+def _whole(options: Mapping[str, Any], key: str, low: int, high: int) -> int:
     value = options[key]
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise BundleError(f"lambdalite.json: options.{key}: expected {what} from {low} to {high}, got {value!r}")
+        raise BundleError(
+            f"lambdalite.json: options.{key}: expected a whole number from {low} to {high}, got {value!r}"
+        )
     return value
 
 
 class Captioner:
+    """An `image-to-text` bundle loaded: its two engines, its vocabulary, its validated options."""
+
     task = "image-to-text"
 
     def __init__(self, bundle: Bundle, encoder: Engine, decoder: Engine, vocab: list[str]) -> None:
@@ -141,10 +145,10 @@ class Captioner:
                 f"(known: {', '.join(sorted(_MANIFEST_OPTIONS))})"
             )
         opts = {**_MANIFEST_OPTIONS, **m.options}
-        self.beam_size_limit = _whole(opts, "beam_size_limit", 1, 256, "a whole number")
-        self.max_length_limit = _whole(opts, "max_length_limit", 1, 4096, "a whole number")
-        self.default_beam_size = _whole(opts, "beam_size", 1, self.beam_size_limit, "a whole number")
-        self.default_max_length = _whole(opts, "max_length", 1, self.max_length_limit, "a whole number")
+        self.beam_size_limit = _whole(opts, "beam_size_limit", 1, 256)
+        self.max_length_limit = _whole(opts, "max_length_limit", 1, 4096)
+        self.default_beam_size = _whole(opts, "beam_size", 1, self.beam_size_limit)
+        self.default_max_length = _whole(opts, "max_length", 1, self.max_length_limit)
         ids = {token: i for i, token in reversed(list(enumerate(vocab)))}
         self.start, self.end = (self._token_id(ids, opts, key) for key in ("start_token", "end_token"))
         suppress = opts["suppress_tokens"]
@@ -171,7 +175,6 @@ class Captioner:
                 f"bundle {m.name}: the decoder scores {out.shape[-1]} tokens but "
                 f"{m.files['vocab'].path} lists {len(vocab)}"
             )
-        self.state_shapes = {i.name: i.shape for i in decoder.inputs}
 
     def _token_id(self, ids: Mapping[str, int], opts: Mapping[str, Any], key: str) -> int:
         token = opts[key]
@@ -277,10 +280,29 @@ class Captioner:
         x -= np.log(np.exp(x).sum(axis=1, keepdims=True))
         return x
 
-    def _next_states(self, outputs: list[Array], rows: Array | None) -> dict[str, Array]:
+    def _next_states(self, outputs: list[Array], rows: Array | None, buffers: dict[str, Array]) -> dict[str, Array]:
+        """The decoder's new states for the rows that go on (all of them, uncopied, when rows is None).
+
+        Rows are gathered into a buffer kept across steps (a view of its first rows), so a beam
+        search allocates its states once rather than once per token."""
         if rows is None:
             return {name: outputs[index] for name, index in self.spec.states}
-        return {name: np.take(outputs[index], rows, axis=0) for name, index in self.spec.states}
+        out = {}
+        for name, index in self.spec.states:
+            value = outputs[index]
+            buf = buffers.get(name)
+            reusable = (
+                buf is not None
+                and buf.shape[1:] == value.shape[1:]
+                and buf.dtype == value.dtype
+                and len(buf) >= len(rows)
+                and not np.may_share_memory(buf, value)  # an engine may hand an input back as an output
+            )
+            if buf is None or not reusable:
+                buf = buffers[name] = np.empty((len(rows), *value.shape[1:]), value.dtype)
+            # mode="clip": the rows are valid by construction, and "raise" would copy through a temporary.
+            out[name] = np.take(value, rows, axis=0, out=buf[: len(rows)], mode="clip")
+        return out
 
     def _greedy(
         self, context: dict[str, Array], states: dict[str, Array], n: int, max_length: int
@@ -290,6 +312,7 @@ class Captioner:
         total = np.zeros(n)
         words = np.zeros((n, max_length), np.int64)
         done: list[list[Hypothesis]] = [[] for _ in range(n)]
+        buffers: dict[str, Array] = {}
         for t in range(max_length + 1):
             outputs = self._step(tokens, context, states)
             logp = self._log_probs(outputs[self.spec.logits])
@@ -306,7 +329,7 @@ class Captioner:
                 keep = np.flatnonzero(~ended)
                 image = image[keep]
                 context = {k: np.take(v, keep, axis=0) for k, v in context.items()}
-            states = self._next_states(outputs, keep)
+            states = self._next_states(outputs, keep, buffers)
             tokens = choice[~ended].astype(tokens.dtype)
         return done
 
@@ -332,6 +355,7 @@ class Captioner:
         tokens = np.full(n * k, self.start, np.dtype(self.spec.token_dtype))
         seqs = np.zeros((n, k, max_length), np.int64)
         finished: list[list[Hypothesis]] = [[] for _ in range(n)]
+        buffers: dict[str, Array] = {}
         for t in range(max_length + 1):
             outputs = self._step(tokens, context, states)
             logp = self._log_probs(outputs[self.spec.logits]).reshape(len(live), k, -1)
@@ -368,7 +392,7 @@ class Captioner:
                 live, scores, beam, token, seqs = live[keep], scores[keep], beam[keep], token[keep], seqs[keep]
             seqs = np.take_along_axis(seqs, beam[:, :, None], axis=1)
             seqs[:, :, t] = token
-            states = self._next_states(outputs, rows)
+            states = self._next_states(outputs, rows, buffers)
             tokens = token.ravel().astype(tokens.dtype)
         return [sorted(h, key=lambda x: -x.score)[:k] for h in finished]
 

@@ -94,10 +94,17 @@ def build_captioner(out: Path, progress: Progress) -> None:
     command = [sys.executable, "-m", "lambdalite.zoo.captioner", "--out", str(out)]
     if isinstance(progress, Quiet):
         command.append("--quiet")
-    # The child reports on stderr, ours: stdout stays clean for whoever asked for the model.
-    proc = subprocess.run(command, env=env, stdout=sys.stderr, check=False)
-    if proc.returncode != 0:
-        raise BuildError(f"training shapes-captioner failed (exit code {proc.returncode}); its output is above")
+    # The child reports on our stderr: stdout stays clean for whoever asked for the model.
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a stream without a file (captured output)
+        captured = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        sys.stderr.write(captured.stdout)
+        code = captured.returncode
+    else:
+        code = subprocess.run(command, env=env, stdout=sys.stderr, check=False).returncode
+    if code != 0:
+        raise BuildError(f"training shapes-captioner failed (exit code {code}); its output is above")
 
 
 def write_captioner_bundle(out: Path, encoder: Path, decoder: Path, metadata: dict[str, Any]) -> None:
