@@ -14,11 +14,12 @@ from lambdalite.zoo import scenes
 from lambdalite.zoo.bleu import corpus_bleu, exact_match
 
 LAMBDALITE = Path(sys.executable).parent / "lambdalite"
-# Floors set from what the default build reaches (see the report in BENCHMARKS.md and the
-# manifest's metadata.held_out), with a margin for a different CPU's floating point.
-EXACT_MATCH_FLOOR = 0.85
-BLEU4_FLOOR = 0.85
-TEST_SCENES = 60
+# Floors, set from what the default build reached here (500 held-out scenes: exact match 95.8 %
+# greedy and 95.4 % beam 3, BLEU-4 0.944 and 0.931; the 100 test scenes below: 93 %, 0.934), less
+# a margin for another CPU's floating point, which trains slightly different weights.
+HELD_OUT_EXACT_FLOOR, HELD_OUT_BLEU4_FLOOR = 0.92, 0.90
+TEST_EXACT_FLOOR, TEST_BLEU4_FLOOR = 0.88, 0.88
+TEST_SCENES = 100
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +39,8 @@ def test_the_build_reports_its_held_out_scores(captioner_bundle):
     assert (m.name, m.task, sorted(m.files)) == ("shapes-captioner", "image-to-text", ["decoder", "encoder", "vocab"])
     held_out = m.metadata["held_out"]
     for decoding in ("greedy", "beam3"):
-        assert held_out[decoding]["exact_match"] >= EXACT_MATCH_FLOOR, held_out
-        assert held_out[decoding]["bleu4"] >= BLEU4_FLOOR, held_out
+        assert held_out[decoding]["exact_match"] >= HELD_OUT_EXACT_FLOOR, held_out
+        assert held_out[decoding]["bleu4"] >= HELD_OUT_BLEU4_FLOOR, held_out
 
 
 def test_predict_describes_scenes_it_never_saw(captioner_bundle, tmp_path):
@@ -64,8 +65,8 @@ def test_predict_describes_scenes_it_never_saw(captioner_bundle, tmp_path):
     rate = exact_match(captions, references)
     bleu = corpus_bleu([scenes.tokenize(c) for c in captions], [scenes.tokenize(r) for r in references])
     wrong = [(c, r) for c, r in zip(captions, references, strict=True) if c != r]
-    assert rate >= EXACT_MATCH_FLOOR, wrong
-    assert bleu >= BLEU4_FLOOR, wrong
+    assert rate >= TEST_EXACT_FLOOR, wrong
+    assert bleu >= TEST_BLEU4_FLOOR, wrong
     assert {s.format for s in made} == {"JPEG", "PNG"}
 
 

@@ -1,11 +1,12 @@
 """The network and training of `shapes-captioner` (torch; used only to build the zoo model).
 
 "Show, Attend and Tell" in miniature, the shape of seed 003's model: a small CNN encoder gives
-an 8x8 grid of features with a learned position embedding (which is what lets the decoder
-name groups left to right), and a GRU decoder with additive (Bahdanau) attention emits one
-token per step. Training uses teacher forcing and cross-entropy, with scenes mirrored half of
-the time (their captions mirrored to match), on the CPU, deterministic for a given seed,
-torch version and machine (the thread count is fixed for that reason).
+an 8x8 grid of features with a learned position embedding (which lets the decoder name groups
+left to right) and one self-attention layer over the grid (which lets a cell know how many
+shapes like it there are, so "two" and "three" come out right), and a GRU decoder with additive
+(Bahdanau) attention emits one token per step. Training uses teacher forcing and
+cross-entropy, with scenes mirrored half of the time (captions mirrored to match), on the CPU,
+deterministic for a given seed, torch version and machine (the thread count is fixed for that).
 
 `export` writes the two ONNX files of the image-to-text contract (see `lambdalite.zoo.captioner`).
 """
@@ -47,6 +48,27 @@ class Config(NamedTuple):
     hidden: int = 128
     embed: int = 32
     widths: tuple[int, int, int] = (16, 32, 64)  # the CNN's channels at 32x32, 16x16 and 8x8
+    heads: int = 4  # of the self-attention layer over the grid (0: none)
+
+
+class SelfAttention(nn.Module):
+    """One transformer layer over the grid: each cell learns what else is in the picture (counting)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.ReLU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, dim = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dim // self.heads), dim=-1)
+        x = x + self.proj((weights @ v).transpose(1, 2).reshape(n, length, dim))
+        out: torch.Tensor = x + self.mlp(self.norm2(x))
+        return out
 
 
 class Encoder(nn.Module):
@@ -61,11 +83,12 @@ class Encoder(nn.Module):
         w1, w2, w3 = config.widths
         self.cnn = nn.Sequential(*block(3, w1, 2), *block(w1, w2, 2), *block(w2, w3, 2), *block(w3, config.dim, 1))
         self.position = nn.Parameter(torch.randn(1, 64, config.dim) * 0.1)
+        self.mix: nn.Module = SelfAttention(config.dim, config.heads) if config.heads else nn.Identity()
         self.key = nn.Linear(config.dim, config.att)
         self.init_h = nn.Linear(config.dim, config.hidden)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        features = self.cnn(image).flatten(2).transpose(1, 2) + self.position
+        features = self.mix(self.cnn(image).flatten(2).transpose(1, 2) + self.position)
         return features, self.key(features), torch.tanh(self.init_h(features.mean(1)))
 
 
