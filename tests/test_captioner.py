@@ -13,6 +13,8 @@ from lambdalite.bundle import open_bundle
 from lambdalite.zoo import scenes
 from lambdalite.zoo.bleu import corpus_bleu, exact_match
 
+from eventlib import load_event
+
 LAMBDALITE = Path(sys.executable).parent / "lambdalite"
 # Floors, set from what the default build reached here (500 held-out scenes: exact match 95.8 %
 # greedy and 95.4 % beam 3, BLEU-4 0.944 and 0.931; the 100 test scenes below: 93 %, 0.934), less
@@ -103,3 +105,22 @@ def test_beam_search_from_the_cli(captioner_bundle, tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "error: --top-k does not apply to shapes-captioner, an image-to-text model"
     )
+
+
+def test_the_handler_captions_a_rest_event(captioner_bundle, tmp_path):
+    """Seed 003's setup: API Gateway REST, binary media type image/*, the JPEG as a base64 body."""
+    s = next(s for s in map(scenes.scene, scenes.TEST_SEEDS[200:]) if len(s.shapes) == 1 and s.format == "JPEG")
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(load_event("rest-binary-jpeg.json", s.encode())))
+    proc = subprocess.run(
+        [str(LAMBDALITE), "invoke-local", "shapes-captioner", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    response = json.loads(proc.stdout)
+    assert response["statusCode"] == 200 and response["headers"]["Content-Type"] == "application/json"
+    body = json.loads(response["body"])
+    assert body["caption"] == s.caption
+    assert set(body) == {"caption", "score"}
