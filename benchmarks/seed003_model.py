@@ -58,7 +58,9 @@ class Encoder(nn.Module):
                 layers.append(Bottleneck(cin, width, stride if i == 0 else 1))
                 cin = width * 4
         self.trunk = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d((14, 14))
+        # The tutorial's AdaptiveAvgPool2d((14, 14)) upsamples the 8x8 map; ONNX cannot export that
+        # (14 is not a factor of 8), so resize instead: the same shapes, a negligible cost either way.
+        self.pool = nn.Upsample(size=(14, 14), mode="bilinear", align_corners=False)
         self.encoder_att = nn.Linear(ENCODER_DIM, ATTENTION)
         self.init_h = nn.Linear(ENCODER_DIM, HIDDEN)
         self.init_c = nn.Linear(ENCODER_DIM, HIDDEN)

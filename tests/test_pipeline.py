@@ -157,6 +157,7 @@ def test_postprocess_shapes_the_result(tmp_path):
     }
     assert 0.5 < result["confidence"] <= 1
     task.warmup()
+    assert task.labels == TINY_LABELS  # the built-in task's attributes show through
 
 
 def test_postprocess_works_for_captioners_too(tmp_path):

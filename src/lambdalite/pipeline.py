@@ -171,6 +171,12 @@ class PipelineTask:
     def warmup(self) -> None:
         self.inner.warmup()
 
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the built-in task's (its labels, its vocabulary...)."""
+        if name == "inner":  # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
 
 class CodeTask:
     """A task whose whole predict step is the bundle's `Pipeline`."""
