@@ -30,7 +30,9 @@ def _echo_json(value: Any) -> None:
 
 # Commands that live in other modules: name -> "module:attribute", imported only when used, so
 # `lambdalite predict` never pays for the emulator's or the deployer's imports.
-LAZY_COMMANDS: dict[str, str] = {}
+LAZY_COMMANDS: dict[str, str] = {
+    "invoke-local": "lambdalite.invoke_local:invoke_local",
+}
 
 
 class LazyGroup(click.Group):
