@@ -24,7 +24,16 @@ __all__ = ["HANDLER", "RUNTIME_PROVIDED", "TOOLKIT_ONLY", "copy_bundle", "copy_l
 
 HANDLER = "lambdalite.handler.handler"
 # Parts of lambdalite that never run inside a function (paths relative to the package).
-TOOLKIT_ONLY = ("cli.py", "__main__.py", "deploy", "runtime", "export.py", "zoo/*.py")
+TOOLKIT_ONLY = (
+    "cli.py",
+    "__main__.py",
+    "deploy",
+    "runtime",
+    "gateway.py",
+    "invoke_local.py",
+    "export.py",
+    "zoo/*.py",
+)
 _KEEP = ("zoo/__init__.py",)  # the zoo's name table; its builders (torch) stay behind
 # What every Lambda Python runtime (and its base image) already has on sys.path.
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "awslambdaric"})

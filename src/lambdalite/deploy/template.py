@@ -162,7 +162,7 @@ def _role(spec: FunctionSpec) -> dict[str, Any]:
 def sam_template(spec: FunctionSpec, *, code: str | dict[str, str], layer: str | dict[str, str] | None = None) -> dict[str, Any]:
     """The SAM template. `code` is the zip (a local path or `{"Bucket", "Key"}`), or for an image
     function the image URI, or the build context directory when it is a local path."""
-    environment = {"LAMBDALITE_MODEL": spec.model_env, **dict(spec.environment)}
+    environment = {"LAMBDALITE_MODEL": spec.model_env}
     props: dict[str, Any] = {
         "FunctionName": {"Ref": "AWS::StackName"},
         "Description": spec.description,
