@@ -32,6 +32,10 @@ def _echo_json(value: Any) -> None:
 # `lambdalite predict` never pays for the emulator's or the deployer's imports.
 LAZY_COMMANDS: dict[str, str] = {
     "invoke-local": "lambdalite.invoke_local:invoke_local",
+    "build": "lambdalite.deploy.commands:build",
+    "deploy": "lambdalite.deploy.commands:deploy",
+    "destroy": "lambdalite.deploy.commands:destroy",
+    "logs": "lambdalite.deploy.commands:logs",
 }
 
 
