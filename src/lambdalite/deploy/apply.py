@@ -47,6 +47,7 @@ def _aws(action: str) -> Iterator[None]:
         NoCredentialsError,
         NoRegionError,
     )
+    from botocore.parsers import ResponseParserError
 
     try:
         yield
@@ -62,8 +63,8 @@ def _aws(action: str) -> Iterator[None]:
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise DeployError(f"{action}: {error.get('Code', 'error')}: {error.get('Message', exc)}") from exc
-    except BotoCoreError as exc:
-        raise DeployError(f"{action}: {exc}") from exc
+    except (BotoCoreError, ResponseParserError) as exc:
+        raise DeployError(f"{action}: {str(exc).splitlines()[0]}") from exc
 
 
 class Aws:

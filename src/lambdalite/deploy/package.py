@@ -20,7 +20,15 @@ from pathlib import Path, PurePosixPath
 from ..bundle import MANIFEST_NAME, Bundle
 from ..errors import BuildError
 
-__all__ = ["HANDLER", "RUNTIME_PROVIDED", "TOOLKIT_ONLY", "copy_bundle", "copy_lambdalite", "lambdalite_root"]
+__all__ = [
+    "HANDLER",
+    "RUNTIME_PROVIDED",
+    "TOOLKIT_ONLY",
+    "check_imports",
+    "copy_bundle",
+    "copy_lambdalite",
+    "lambdalite_root",
+]
 
 HANDLER = "lambdalite.handler.handler"
 # Parts of lambdalite that never run inside a function (paths relative to the package).
@@ -68,7 +76,7 @@ def copy_lambdalite(dest: Path, *, third_party: Iterable[str]) -> list[str]:
         shutil.copyfile(path, target)
         target.chmod(0o644)
         copied.append(f"lambdalite/{rel}")
-    _check_imports(dest / "lambdalite", _modules(src) - _modules(dest / "lambdalite"), set(third_party))
+    check_imports(dest / "lambdalite", _modules(src) - _modules(dest / "lambdalite"), set(third_party))
     return copied
 
 
@@ -81,7 +89,8 @@ def _module_name(path: Path, package: Path) -> str:
     return "lambdalite." + path.relative_to(package).with_suffix("").as_posix().replace("/", ".")
 
 
-def _check_imports(package: Path, left_behind: set[str], third_party: set[str]) -> None:
+def check_imports(package: Path, left_behind: set[str], third_party: set[str]) -> None:
+    """Raise BuildError if a module in `package` imports, at module level, something the function lacks."""
     allowed = third_party | RUNTIME_PROVIDED | set(sys.stdlib_module_names) | {"lambdalite"}
     for path in sorted(package.rglob("*.py")):
         module = _module_name(path, package).removesuffix(".__init__")
