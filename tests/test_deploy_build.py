@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lambdalite.deploy.build import MAX_UNZIPPED, MAX_ZIPPED_UPLOAD, BUILD_RECORD, read_build, write_zip
+from lambdalite.deploy.build import BUILD_RECORD, MAX_UNZIPPED, MAX_ZIPPED_UPLOAD, read_build, write_zip
 from lambdalite.deploy.package import TOOLKIT_ONLY
 
 from conftest import CAT_CLASSES
@@ -29,7 +29,8 @@ event = {"image": base64.b64encode(open(sys.argv[1], "rb").read()).decode()}
 print("RESULT " + json.dumps(handler(event, None)))
 gateway = json.loads(sys.argv[2])
 print("GATEWAY " + json.dumps(handler(gateway, None)))
-print("FILES " + json.dumps(sorted({m.__file__ or "" for m in list(sys.modules.values()) if getattr(m, "__file__", None)})))
+files = {getattr(m, "__file__", None) for m in list(sys.modules.values())}
+print("FILES " + json.dumps(sorted(f for f in files if f)))
 print("MODULES " + json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
 

@@ -102,9 +102,7 @@ def aws(moto_server: Moto) -> Moto:
 
 
 def lambdalite(aws: Moto, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(LAMBDALITE), *args], capture_output=True, text=True, env=aws.env(), timeout=timeout
-    )
+    return subprocess.run([str(LAMBDALITE), *args], capture_output=True, text=True, env=aws.env(), timeout=timeout)
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> str:
@@ -253,12 +251,21 @@ def test_deploy_errors_are_one_line(aws, lite0_build, tmp_path):
     no_credentials = aws.env()
     del no_credentials["AWS_ACCESS_KEY_ID"], no_credentials["AWS_SECRET_ACCESS_KEY"]
     proc = subprocess.run(
-        [str(LAMBDALITE), "destroy", "--stack", "cats", "--yes"], capture_output=True, text=True, env=no_credentials, timeout=60
+        [str(LAMBDALITE), "destroy", "--stack", "cats", "--yes"],
+        capture_output=True,
+        text=True,
+        env=no_credentials,
+        timeout=60,
     )
     one_line_error(proc, "no AWS credentials found")
     ok(lambdalite(aws, "deploy", str(out), "--stack", "cats", "--create-bucket"))
     unconfirmed = subprocess.run(
-        [str(LAMBDALITE), "destroy", "--stack", "cats"], capture_output=True, text=True, env=aws.env(), stdin=subprocess.DEVNULL, timeout=60
+        [str(LAMBDALITE), "destroy", "--stack", "cats"],
+        capture_output=True,
+        text=True,
+        env=aws.env(),
+        stdin=subprocess.DEVNULL,
+        timeout=60,
     )
     one_line_error(unconfirmed, "pass --yes", code=2)
     assert stack_names(aws) == ["cats"]  # not confirmed: nothing removed

@@ -93,7 +93,9 @@ def test_redeploy_skips_the_upload_and_updates(tmp_path):
 
 
 def test_layer_builds_upload_both_zips(tmp_path):
-    steps = plan_deploy(fake_build(tmp_path, layer=True), observed(bucket_exists=True), settings=Settings(), create_bucket=False)
+    steps = plan_deploy(
+        fake_build(tmp_path, layer=True), observed(bucket_exists=True), settings=Settings(), create_bucket=False
+    )
     uploads = [s for s in steps if isinstance(s, Upload)]
     assert [u.path.name for u in uploads] == ["function.zip", "layer.zip"]
     [stack] = [s for s in steps if isinstance(s, DeployStack)]
@@ -103,27 +105,45 @@ def test_layer_builds_upload_both_zips(tmp_path):
 
 def test_a_failed_create_is_deleted_then_created_again(tmp_path):
     steps = plan_deploy(
-        fake_build(tmp_path), observed(bucket_exists=True, stack_status="ROLLBACK_COMPLETE"), settings=Settings(), create_bucket=False
+        fake_build(tmp_path),
+        observed(bucket_exists=True, stack_status="ROLLBACK_COMPLETE"),
+        settings=Settings(),
+        create_bucket=False,
     )
     assert [type(s) for s in steps] == [Upload, DeleteStack, DeployStack]
     assert steps[2].action == "CREATE"
 
 
-@pytest.mark.parametrize(("status", "message"), [("UPDATE_IN_PROGRESS", "busy"), ("UPDATE_ROLLBACK_FAILED", "fix or delete")])
+@pytest.mark.parametrize(
+    ("status", "message"), [("UPDATE_IN_PROGRESS", "busy"), ("UPDATE_ROLLBACK_FAILED", "fix or delete")]
+)
 def test_stacks_in_flux_are_left_alone(tmp_path, status, message):
     with pytest.raises(DeployError, match=message):
-        plan_deploy(fake_build(tmp_path), observed(bucket_exists=True, stack_status=status), settings=Settings(), create_bucket=False)
+        plan_deploy(
+            fake_build(tmp_path),
+            observed(bucket_exists=True, stack_status=status),
+            settings=Settings(),
+            create_bucket=False,
+        )
 
 
 def test_image_builds_are_not_deployed_by_zip(tmp_path):
     with pytest.raises(DeployError, match="docker"):
-        plan_deploy(fake_build(tmp_path, image=True), observed(bucket_exists=True), settings=Settings(), create_bucket=False)
+        plan_deploy(
+            fake_build(tmp_path, image=True), observed(bucket_exists=True), settings=Settings(), create_bucket=False
+        )
 
 
 def test_destroy_removes_stack_artifacts_and_the_bucket_deploy_created():
     keys = ("lambdalite/cats/1/function.zip",)
-    state = observed(stack_status="CREATE_COMPLETE", bucket_exists=True, bucket_tags={BUCKET_TAG: "cats"}, artifact_keys=keys)
-    assert plan_destroy(state) == (DeleteStack("cats", "destroy"), DeleteObjects("b", keys, "its artifacts"), DeleteBucket("b"))
+    state = observed(
+        stack_status="CREATE_COMPLETE", bucket_exists=True, bucket_tags={BUCKET_TAG: "cats"}, artifact_keys=keys
+    )
+    assert plan_destroy(state) == (
+        DeleteStack("cats", "destroy"),
+        DeleteObjects("b", keys, "its artifacts"),
+        DeleteBucket("b"),
+    )
 
 
 def test_destroy_keeps_a_bucket_it_did_not_create_or_that_holds_more():
@@ -131,7 +151,11 @@ def test_destroy_keeps_a_bucket_it_did_not_create_or_that_holds_more():
     theirs = observed(stack_status="CREATE_COMPLETE", bucket_exists=True, artifact_keys=keys)
     assert DeleteBucket("b") not in plan_destroy(theirs)
     shared = observed(
-        stack_status="CREATE_COMPLETE", bucket_exists=True, bucket_tags={BUCKET_TAG: "cats"}, artifact_keys=keys, other_objects=True
+        stack_status="CREATE_COMPLETE",
+        bucket_exists=True,
+        bucket_tags={BUCKET_TAG: "cats"},
+        artifact_keys=keys,
+        other_objects=True,
     )
     assert DeleteBucket("b") not in plan_destroy(shared)
     other_stack = observed(bucket_exists=True, bucket_tags={BUCKET_TAG: "dogs"})

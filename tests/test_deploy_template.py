@@ -89,7 +89,10 @@ def test_function_is_configured_as_asked():
     assert props["Code"] == {"S3Bucket": S3["Bucket"], "S3Key": S3["Key"]}
     assert props["FunctionName"] == {"Ref": "AWS::StackName"}
     log_group = template["Resources"]["LogGroup"]
-    assert log_group["Properties"] == {"LogGroupName": {"Fn::Sub": "/aws/lambda/${AWS::StackName}"}, "RetentionInDays": 14}
+    assert log_group["Properties"] == {
+        "LogGroupName": {"Fn::Sub": "/aws/lambda/${AWS::StackName}"},
+        "RetentionInDays": 14,
+    }
 
 
 def role_statements(template: dict) -> list[dict]:
@@ -140,7 +143,21 @@ def test_http_api_takes_every_route_and_reports_the_endpoint():
 
 def test_yaml_reads_back_to_the_same_document(tmp_path):
     template = sam_template(spec(api="rest", function_url=True, model_s3=ModelLocation("b", "k")), code="function.zip")
-    template["Resources"]["Tricky"] = {"Type": "Custom::X", "Properties": {"a": "yes", "b": "2012-10-17", "c": "x: y", "d": "", "e": [], "f": {}, "g": "on", "h": "#not a comment", "i": 1.5, "j": True}}
+    template["Resources"]["Tricky"] = {
+        "Type": "Custom::X",
+        "Properties": {
+            "a": "yes",
+            "b": "2012-10-17",
+            "c": "x: y",
+            "d": "",
+            "e": [],
+            "f": {},
+            "g": "on",
+            "h": "#not a comment",
+            "i": 1.5,
+            "j": True,
+        },
+    }
     assert yaml.safe_load(to_yaml(template)) == template
     path = write_yaml(template, tmp_path / "t.yaml", header="first line\nsecond")
     assert path.read_text().startswith("# first line\n# second\n")

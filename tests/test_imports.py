@@ -32,3 +32,21 @@ def test_serving_path_imports_nothing_heavy(tiny_bundle, tmp_path):
     loaded = set(json.loads(proc.stdout))
     assert "onnxruntime" in loaded  # the test really ran the engine
     assert loaded.isdisjoint(FORBIDDEN), loaded & set(FORBIDDEN)
+
+
+TOOLKIT_PATH = """
+import json, sys
+from lambdalite.cli import cli
+from lambdalite.deploy import commands
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def test_deploy_commands_load_aws_libraries_only_when_run():
+    """`lambdalite --help` and the build/deploy commands' definitions import no boto3 or SAM translator."""
+    proc = subprocess.run([sys.executable, "-c", TOOLKIT_PATH], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout))
+    assert "click" in loaded
+    heavy = {"boto3", "botocore", "samtranslator", "cfnlint", "numpy", "onnxruntime", "torch"}
+    assert loaded.isdisjoint(heavy), loaded & heavy

@@ -20,7 +20,6 @@ from .plan import (
     BUCKET_TAG,
     STACK_BUCKET_TAG,
     CreateBucket,
-    DeleteBucket,
     DeleteObjects,
     DeleteStack,
     DeployStack,
@@ -212,7 +211,10 @@ class Aws:
 
     def _delete_objects(self, step: DeleteObjects, progress: Progress) -> None:
         s3 = self.client("s3")
-        with _aws(f"deleting objects from {step.bucket}"), progress.step(f"Deleting {len(step.keys)} object(s) ({step.reason})"):
+        with (
+            _aws(f"deleting objects from {step.bucket}"),
+            progress.step(f"Deleting {len(step.keys)} object(s) ({step.reason})"),
+        ):
             for i in range(0, len(step.keys), 1000):  # DeleteObjects takes at most 1,000 keys
                 batch = [{"Key": k} for k in step.keys[i : i + 1000]]
                 result = s3.delete_objects(Bucket=step.bucket, Delete={"Objects": batch, "Quiet": True})
@@ -256,7 +258,9 @@ class Aws:
         for change in change_set.get("Changes", []):
             rc = change.get("ResourceChange", {})
             replace = " (replacement)" if rc.get("Replacement") == "True" else ""
-            progress.note(f"    {rc.get('Action', '?'):<7} {rc.get('LogicalResourceId')} ({rc.get('ResourceType')}){replace}")
+            progress.note(
+                f"    {rc.get('Action', '?'):<7} {rc.get('LogicalResourceId')} ({rc.get('ResourceType')}){replace}"
+            )
         with _aws(f"executing the change set for stack {step.stack}"):
             cfn.execute_change_set(ChangeSetName=created["Id"])
             verb = "Creating" if step.action == "CREATE" else "Updating"
@@ -335,9 +339,7 @@ class Aws:
         info.setdefault("LogGroupName", f"/aws/lambda/{info.get('FunctionName', stack)}")
         return info
 
-    def log_events(
-        self, group: str, *, start_ms: int, pattern: str | None, seen: set[str]
-    ) -> list[dict[str, Any]]:
+    def log_events(self, group: str, *, start_ms: int, pattern: str | None, seen: set[str]) -> list[dict[str, Any]]:
         """Events in `group` since `start_ms` that are not in `seen` (which this updates)."""
         logs = self.client("logs")
         args: dict[str, Any] = {"logGroupName": group, "startTime": start_ms}

@@ -38,7 +38,7 @@ from ..progress import Progress, Quiet
 from ..sources import resolve
 from .image import write_dockerfile
 from .package import copy_bundle, copy_lambdalite
-from .slim import Slimmed, slim
+from .slim import slim
 from .target import Target
 from .template import FunctionSpec, ModelLocation, Settings, sam_template, write_yaml
 from .wheels import Wheel, fetch_wheels, requirements_for, unpack_wheel
@@ -118,7 +118,8 @@ class Build:
 
     @property
     def description(self) -> str:
-        return f"lambdalite: {self.model_name} {self.model_version} on {self.options.target.runtime} {self.options.target.arch}"
+        target = self.options.target
+        return f"lambdalite: {self.model_name} {self.model_version} on {target.runtime} {target.arch}"
 
     def artifact(self, kind: str) -> Artifact | None:
         return next((a for a in self.artifacts if a.kind == kind), None)
@@ -187,7 +188,9 @@ def build_artifact(model: str, out: Path, options: BuildOptions, progress: Progr
     return build
 
 
-def _build_zips(build: Build, bundle: Any, wheels: list[Wheel], third_party: set[str], tmp: Path, progress: Progress) -> Build:
+def _build_zips(
+    build: Build, bundle: Any, wheels: list[Wheel], third_party: set[str], tmp: Path, progress: Progress
+) -> Build:
     options = build.options
     function, deps = tmp / "function", tmp / "deps"
     owners: dict[str, tuple[str, str]] = {"lambdalite": ("lambdalite", __version__)}
@@ -278,7 +281,9 @@ def _compile(python: str, root: Path, prefix: str) -> None:
         raise BuildError(f"precompiling bytecode failed: {detail[0]} (build with --no-compile to skip)")
 
 
-def write_zip(out: Path, trees: Iterable[tuple[Path, str]], progress: Progress | None = None) -> dict[str, tuple[int, int]]:
+def write_zip(
+    out: Path, trees: Iterable[tuple[Path, str]], progress: Progress | None = None
+) -> dict[str, tuple[int, int]]:
     """Zip every file under each (directory, prefix) into `out`, reproducibly.
 
     Entries are sorted, times fixed, modes 0644 (0755 when executable). Returns arcname ->
@@ -373,8 +378,12 @@ def size_report(build: Build) -> list[str]:
     unzipped = sum(a.size for a in build.artifacts)
     lines.append(f"  unzipped {_mb(unzipped)} of Lambda's 250 MB for the function and its layers")
     for artifact in build.artifacts:
-        verdict = "fits" if artifact.compressed <= MAX_ZIPPED_UPLOAD else "too big; deploy uploads it through S3 instead"
-        lines.append(f"  {artifact.path.name} is {_mb(artifact.compressed)} zipped: 50 MB direct upload limit {verdict}")
+        verdict = (
+            "fits" if artifact.compressed <= MAX_ZIPPED_UPLOAD else "too big; deploy uploads it through S3 instead"
+        )
+        lines.append(
+            f"  {artifact.path.name} is {_mb(artifact.compressed)} zipped: 50 MB direct upload limit {verdict}"
+        )
     if build.slimmed:
         parts = ", ".join(f"{reason} {_mb(n)}" for reason, n in sorted(build.slimmed.items(), key=lambda kv: -kv[1]))
         lines.append(f"  slimmed away {_mb(sum(build.slimmed.values()))}: {parts}")

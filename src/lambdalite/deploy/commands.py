@@ -10,7 +10,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +29,9 @@ def _target_options(func: F) -> F:
     from .target import ARCHES, DEFAULT_PYTHON, RUNTIMES
 
     options = [
-        click.option("--arch", type=click.Choice(ARCHES), default="x86_64", show_default=True, help="CPU architecture."),
+        click.option(
+            "--arch", type=click.Choice(ARCHES), default="x86_64", show_default=True, help="CPU architecture."
+        ),
         click.option(
             "--python",
             "python",
@@ -121,7 +123,9 @@ def _echo_notes(notes: list[str]) -> None:
 @click.option(
     "-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("dist"), show_default=True
 )
-def build(model: str, arch: str, python: str, layer: bool, compile_: bool | None, format_: str, output: Path, **settings: Any) -> None:
+def build(
+    model: str, arch: str, python: str, layer: bool, compile_: bool | None, format_: str, output: Path, **settings: Any
+) -> None:
     """Build MODEL into a Lambda artifact and an AWS SAM template.
 
     MODEL is any model reference (zoo name, bundle directory, .tar.gz, s3://bucket/key: an s3
@@ -256,7 +260,9 @@ def deploy(
 @click.option("--bucket", help="Where its artifacts are, if the stack is already gone.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @_aws_options
-def destroy(stack: str, bucket: str | None, yes: bool, region: str | None, profile: str | None, endpoint_url: str | None) -> None:
+def destroy(
+    stack: str, bucket: str | None, yes: bool, region: str | None, profile: str | None, endpoint_url: str | None
+) -> None:
     """Remove a deployed stack, its uploaded artifacts, and the bucket if deploy created it."""
     from ..errors import DeployError
     from ..progress import Stderr
@@ -291,13 +297,13 @@ def parse_since(text: str, now: float | None = None) -> int:
     except ValueError:
         raise UsageError(f"--since takes 10m, 2h, 1d or an ISO time like 2026-01-31T12:00, not {text!r}") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
 
 
 def format_event(event: dict[str, Any]) -> str:
     """One log event: time (UTC), the instance (end of the log stream name), the message."""
-    when = datetime.fromtimestamp(event["timestamp"] / 1000, tz=timezone.utc)
+    when = datetime.fromtimestamp(event["timestamp"] / 1000, tz=UTC)
     stream = event.get("logStreamName", "")
     instance = stream.rsplit("]", 1)[-1][:8] if "]" in stream else stream[-8:]
     return f"{when.strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}Z {instance:<8} {event['message'].rstrip()}"
@@ -309,7 +315,15 @@ def format_event(event: dict[str, Any]) -> str:
 @click.option("--since", default="10m", show_default=True, help="How far back: 30s, 10m, 2h, 1d, or an ISO time.")
 @click.option("--filter", "pattern", help="A CloudWatch Logs filter pattern, e.g. ERROR or '{ $.status = 500 }'.")
 @_aws_options
-def logs(stack: str, tail: bool, since: str, pattern: str | None, region: str | None, profile: str | None, endpoint_url: str | None) -> None:
+def logs(
+    stack: str,
+    tail: bool,
+    since: str,
+    pattern: str | None,
+    region: str | None,
+    profile: str | None,
+    endpoint_url: str | None,
+) -> None:
     """Print the function's logs (CloudWatch Logs), optionally following them."""
     from .apply import Aws
 

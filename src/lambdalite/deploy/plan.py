@@ -139,9 +139,7 @@ def _status_check(observed: Observed) -> None:
         )
 
 
-def plan_deploy(
-    build: Build, observed: Observed, *, settings: Settings, create_bucket: bool
-) -> tuple[Step, ...]:
+def plan_deploy(build: Build, observed: Observed, *, settings: Settings, create_bucket: bool) -> tuple[Step, ...]:
     """The steps that make stack `observed.stack` serve `build`."""
     if build.options.format != "zip":
         raise DeployError(

@@ -59,7 +59,30 @@ class ModelLocation:
 
 
 # CloudWatch Logs accepts only these retention periods (days).
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +182,9 @@ def _role(spec: FunctionSpec) -> dict[str, Any]:
     }
 
 
-def sam_template(spec: FunctionSpec, *, code: str | dict[str, str], layer: str | dict[str, str] | None = None) -> dict[str, Any]:
+def sam_template(
+    spec: FunctionSpec, *, code: str | dict[str, str], layer: str | dict[str, str] | None = None
+) -> dict[str, Any]:
     """The SAM template. `code` is the zip (a local path or `{"Bucket", "Key"}`), or for an image
     function the image URI, or the build context directory when it is a local path."""
     environment = {"LAMBDALITE_MODEL": spec.model_env}
@@ -286,7 +311,7 @@ def expand(template: dict[str, Any], region: str) -> dict[str, Any]:
     translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
     try:
         expanded: dict[str, Any] = translator.translate(
-            json.loads(json.dumps(template)), parameter_values={}, get_managed_policy_map=lambda: {}
+            json.loads(json.dumps(template)), parameter_values={}, get_managed_policy_map=dict
         )
     except InvalidDocumentException as exc:
         causes = "; ".join(str(cause) for cause in exc.causes) or str(exc)

@@ -42,7 +42,9 @@ _NO_ZIP_ENGINES = {
     "torchscript": "torch alone is about 800 MB unzipped, over Lambda's 250 MB: export the model to ONNX",
     "litert": "the LiteRT engine is not packaged for Lambda yet: convert the model to ONNX",
 }
-_WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl$")
+_WHEEL_NAME = re.compile(
+    r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl$"
+)
 
 
 @dataclass(frozen=True, slots=True)
