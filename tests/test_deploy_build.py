@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,79 @@ def test_toolkit_only_modules_exist():
         if entry == "__main__.py" or entry == "runtime":
             continue  # present only once the CLI module and the emulator land
         assert list(root.glob(entry)), entry
+
+
+def test_layer_build_splits_dependencies_and_still_answers(tmp_path, tiny_bundle, artifact_python):
+    from PIL import Image
+
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [str(LAMBDALITE), "build", str(tiny_bundle.root), "--layer", "--no-compile", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "layer.zip" in proc.stdout and "(--no-compile)" in proc.stdout
+    with zipfile.ZipFile(out / "function.zip") as zf:
+        function_names = zf.namelist()
+    with zipfile.ZipFile(out / "layer.zip") as zf:
+        layer_names = zf.namelist()
+    assert {n.split("/")[0] for n in function_names} == {"lambdalite", "model"}
+    assert {n.split("/")[0] for n in layer_names} == {"python"}
+    assert "python/numpy/__init__.py" in layer_names and "python/onnxruntime/__init__.py" in layer_names
+    template = yaml.safe_load((out / "template.yaml").read_text())
+    assert template["Resources"]["Function"]["Properties"]["Layers"] == [{"Ref": "DependenciesLayer"}]
+    assert template["Resources"]["DependenciesLayer"]["Properties"]["ContentUri"] == "layer.zip"
+    assert lint(out / "template.yaml") == []
+
+    # Lambda unzips the code to /var/task and the layer to /opt; /opt/python is on sys.path.
+    task, opt = tmp_path / "task", tmp_path / "opt"
+    zipfile.ZipFile(out / "function.zip").extractall(task)
+    zipfile.ZipFile(out / "layer.zip").extractall(opt)
+    image = tmp_path / "red.png"
+    Image.new("RGB", (16, 16), (250, 5, 5)).save(image)
+    script = RUN_ARTIFACT.replace(
+        '[os.environ["LAMBDA_TASK_ROOT"]]', f'[os.environ["LAMBDA_TASK_ROOT"], {str(opt / "python")!r}]'
+    )
+    run = subprocess.run(
+        [artifact_python, "-I", "-S", "-c", script, str(image), json.dumps({"url": "not-a-url"})],
+        capture_output=True,
+        text=True,
+        env={"LAMBDA_TASK_ROOT": str(task), "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
+    # The direct invoke answers; the bad URL comes back as a typed error, raised for Lambda to report.
+    assert "RESULT " in run.stdout, run.stderr
+    result = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert result[0]["className"] == "red"
+
+
+def test_over_the_limit_names_the_biggest_packages(tmp_path):
+    from lambdalite.deploy.build import Artifact, Build, BuildOptions, PackageSize, check_limits
+    from lambdalite.errors import BuildError
+
+    packages = (
+        PackageSize("model (big)", "1", 3, 200 * 2**20, 190 * 2**20),
+        PackageSize("onnxruntime", "1.31.1", 26, 30 * 2**20, 11 * 2**20),
+        PackageSize("numpy", "2.4.6", 300, 48 * 2**20, 15 * 2**20),
+    )
+    size = sum(p.size for p in packages)
+    build = Build(
+        out=tmp_path,
+        options=BuildOptions(),
+        model_reference="big",
+        model_name="big",
+        model_version="1",
+        model_env="/var/task/model",
+        model_s3=None,
+        template=tmp_path / "template.yaml",
+        artifacts=(Artifact("function", tmp_path / "function.zip", "0" * 64, size, 216 * 2**20, packages),),
+    )
+    with pytest.raises(BuildError) as caught:
+        check_limits(build)
+    message = str(caught.value)
+    assert "278.0 MB, over Lambda's 250 MB" in message
+    assert message.index("model (big) 200.0 MB") < message.index("numpy 48.0 MB") < message.index("onnxruntime 30.0 MB")
+    assert "int8" in message and "s3://" in message and "--format image" in message
+    check_limits(replace(build, artifacts=(replace(build.artifacts[0], size=250 * 2**20),)))  # exactly at the limit

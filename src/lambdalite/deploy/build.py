@@ -389,6 +389,8 @@ def size_report(build: Build) -> list[str]:
         lines.append(f"  slimmed away {_mb(sum(build.slimmed.values()))}: {parts}")
     if build.compiled_with:
         lines.append(f"  bytecode precompiled with {build.compiled_with} (no compiling at cold start)")
+    elif build.options.compile is False:
+        lines.append("  bytecode not precompiled (--no-compile): cold starts compile the imports")
     else:
         lines.append(
             f"  bytecode not precompiled (no python{target.python} here): cold starts compile the imports, "
