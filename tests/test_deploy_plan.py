@@ -10,6 +10,7 @@ from lambdalite.deploy.build import Artifact, Build, BuildOptions
 from lambdalite.deploy.plan import (
     BUCKET_TAG,
     STACK_BUCKET_TAG,
+    STACK_MODEL_TAG,
     CreateBucket,
     DeleteBucket,
     DeleteObjects,
@@ -51,6 +52,8 @@ def fake_build(tmp_path: Path, *, layer: bool = False, image: bool = False) -> B
 
 def observed(**changes: object) -> Observed:
     base: dict[str, object] = {"region": "eu-west-1", "account": "123456789012", "stack": "cats", "bucket": "b"}
+    if changes.get("stack_status"):
+        base["stack_tags"] = {STACK_MODEL_TAG: "efficientnet-lite0:1.0.0", STACK_BUCKET_TAG: "b"}
     base.update(changes)
     return Observed(**base)  # type: ignore[arg-type]
 
@@ -165,3 +168,11 @@ def test_destroy_keeps_a_bucket_it_did_not_create_or_that_holds_more():
 def test_destroy_after_the_stack_is_gone_still_cleans_up():
     state = observed(bucket_exists=True, bucket_tags={BUCKET_TAG: "cats"}, artifact_keys=("lambdalite/cats/1/f.zip",))
     assert [type(s) for s in plan_destroy(state)] == [DeleteObjects, DeleteBucket]
+
+
+def test_stacks_deploy_did_not_make_are_never_touched(tmp_path):
+    foreign = observed(bucket_exists=True, stack_status="CREATE_COMPLETE", stack_tags={"team": "payments"})
+    with pytest.raises(DeployError, match="not made by lambdalite deploy; refusing to replace"):
+        plan_deploy(fake_build(tmp_path), foreign, settings=Settings(), create_bucket=False)
+    with pytest.raises(DeployError, match="refusing to destroy"):
+        plan_destroy(foreign)

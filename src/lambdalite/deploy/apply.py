@@ -127,7 +127,13 @@ class Aws:
                 s3.head_bucket(Bucket=bucket)
                 exists = True
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+                code = exc.response.get("Error", {}).get("Code")
+                if code in ("403", "AccessDenied"):
+                    raise DeployError(
+                        f"bucket {bucket} exists but this account may not use it (bucket names are global); "
+                        f"pass --bucket with another name"
+                    ) from exc
+                if code not in ("404", "NoSuchBucket"):
                     raise
             if exists:
                 bucket_tags = self._bucket_tags(bucket)

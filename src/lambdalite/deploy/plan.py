@@ -28,6 +28,7 @@ from .template import Settings, expand, sam_template
 __all__ = [
     "BUCKET_TAG",
     "STACK_BUCKET_TAG",
+    "STACK_MODEL_TAG",
     "CreateBucket",
     "DeleteBucket",
     "DeleteObjects",
@@ -45,6 +46,7 @@ __all__ = [
 
 BUCKET_TAG = "lambdalite:created-for"  # on a bucket deploy created: the stack it was created for
 STACK_BUCKET_TAG = "lambdalite:bucket"  # on a stack: the bucket that holds its artifacts
+STACK_MODEL_TAG = "lambdalite:model"  # on a stack: what it serves; also marks it as deploy's
 _BUSY = ("_IN_PROGRESS",)
 _BROKEN = ("ROLLBACK_FAILED", "DELETE_FAILED", "UPDATE_ROLLBACK_FAILED")
 
@@ -126,10 +128,19 @@ def artifact_prefix(stack: str) -> str:
     return f"lambdalite/{stack}/"
 
 
+def _ours(observed: Observed, verb: str) -> None:
+    if observed.stack_status is not None and STACK_MODEL_TAG not in observed.stack_tags:
+        raise DeployError(
+            f"stack {observed.stack} exists in {observed.region} but was not made by lambdalite deploy; "
+            f"refusing to {verb} it (choose another --stack)"
+        )
+
+
 def _status_check(observed: Observed) -> None:
     status = observed.stack_status
     if status is None:
         return
+    _ours(observed, "replace its resources in")
     if status.endswith(_BUSY):
         raise DeployError(f"stack {observed.stack} is busy ({status}); wait for it to finish and try again")
     if status in _BROKEN:
@@ -177,7 +188,7 @@ def plan_deploy(build: Build, observed: Observed, *, settings: Settings, create_
     )
     tags = (
         (STACK_BUCKET_TAG, bucket),
-        ("lambdalite:model", f"{build.model_name}:{build.model_version}"),
+        (STACK_MODEL_TAG, f"{build.model_name}:{build.model_version}"),
         ("lambdalite:version", __version__),
     )
     steps.append(DeployStack(observed.stack, action, template, tags))
@@ -192,6 +203,7 @@ def plan_destroy(observed: Observed) -> tuple[Step, ...]:
     """The steps that remove stack `observed.stack` and what deploy created for it."""
     if observed.stack_status is not None and observed.stack_status.endswith(_BUSY):
         raise DeployError(f"stack {observed.stack} is busy ({observed.stack_status}); wait and try again")
+    _ours(observed, "destroy")
     steps: list[Step] = []
     if observed.stack_status is not None:
         steps.append(DeleteStack(observed.stack, "destroy"))
