@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,32 +24,17 @@ import pytest
 
 from lambdalite.deploy.plan import BUCKET_TAG
 
+from conftest import start_moto
+
 LAMBDALITE = Path(sys.executable).parent / "lambdalite"
-MOTO_SERVER = Path(sys.executable).parent / "moto_server"
 REGION = "eu-west-1"
 
 
 class Moto:
+    """A moto server of our own (tests here reset its state, so it is not the shared one)."""
+
     def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.close()
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.2)
+        self.proc, self.url = start_moto()
 
     def reset(self) -> None:
         urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=10).close()

@@ -41,6 +41,14 @@ from lambdalite.deploy import commands
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
 
+REMOTE_MODULES = """
+import json, sys
+import lambdalite.sources, lambdalite.remote, lambdalite.https, lambdalite.importer, lambdalite.function
+from lambdalite.sources import reference_from_env
+reference_from_env({"MODEL_BUCKET": "b", "MODEL_KEY": "k"})
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
 
 def test_deploy_commands_load_aws_libraries_only_when_run():
     """`lambdalite --help` and the build/deploy commands' definitions import no boto3 or SAM translator."""
@@ -50,3 +58,11 @@ def test_deploy_commands_load_aws_libraries_only_when_run():
     assert "click" in loaded
     heavy = {"boto3", "botocore", "samtranslator", "cfnlint", "numpy", "onnxruntime", "torch"}
     assert loaded.isdisjoint(heavy), loaded & heavy
+
+
+def test_remote_sources_load_boto3_only_for_an_s3_download():
+    """Naming an s3:// model costs nothing until it is downloaded (tests/test_s3.py covers that)."""
+    proc = subprocess.run([sys.executable, "-c", REMOTE_MODULES], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout))
+    assert loaded.isdisjoint([*FORBIDDEN, "ai_edge_litert", "onnxruntime"]), loaded & {*FORBIDDEN, "onnxruntime"}

@@ -36,6 +36,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "deploy": "lambdalite.deploy.commands:deploy",
     "destroy": "lambdalite.deploy.commands:destroy",
     "logs": "lambdalite.deploy.commands:logs",
+    "import": "lambdalite.convert_cli:import_command",
+    "export": "lambdalite.convert_cli:export_command",
 }
 
 

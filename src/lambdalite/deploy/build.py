@@ -161,7 +161,7 @@ def build_artifact(model: str, out: Path, options: BuildOptions, progress: Progr
     if options.format == "image":
         context = out / "image"
         context.mkdir()
-        copy_lambdalite(context, third_party=third_party)
+        copy_lambdalite(context, third_party=third_party, engine=manifest.engine)
         if model_s3 is None:
             copy_bundle(bundle, context / MODEL_DIR)
         tag = f"{manifest.name}:{manifest.version}"
@@ -195,7 +195,7 @@ def _build_zips(
     function, deps = tmp / "function", tmp / "deps"
     owners: dict[str, tuple[str, str]] = {"lambdalite": ("lambdalite", __version__)}
     with progress.step(f"Staging the function ({', '.join(f'{w.name} {w.version}' for w in wheels)})"):
-        copy_lambdalite(function, third_party=third_party)
+        copy_lambdalite(function, third_party=third_party, engine=bundle.manifest.engine)
         if build.model_s3 is None:
             copy_bundle(bundle, function / MODEL_DIR)
             owners[MODEL_DIR] = (f"model ({build.model_name})", build.model_version)

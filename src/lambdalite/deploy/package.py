@@ -39,6 +39,9 @@ TOOLKIT_ONLY = (
     "runtime",
     "gateway.py",
     "invoke_local.py",
+    "convert_cli.py",
+    "importer.py",
+    "quantize.py",
     "export.py",
     "zoo/*.py",
 )
@@ -53,23 +56,38 @@ def lambdalite_root() -> Path:
     return Path(lambdalite.__file__).resolve().parent
 
 
-def _shipped(rel: PurePosixPath) -> bool:
-    if "__pycache__" in rel.parts:
+def _shipped(rel: PurePosixPath, other_engines: set[str]) -> bool:
+    if "__pycache__" in rel.parts or rel.as_posix() in other_engines:
         return False
     if any(rel.match(keep) for keep in _KEEP):
         return True
     return not any(rel.match(pattern) or rel.parts[0] == pattern for pattern in TOOLKIT_ONLY)
 
 
-def copy_lambdalite(dest: Path, *, third_party: Iterable[str]) -> list[str]:
-    """Copy the function's lambdalite modules and data files to `dest/lambdalite`; return them."""
+def _other_engines(engine: str) -> set[str]:
+    """The engine modules a bundle for `engine` never loads (each imports its own framework)."""
+    from ..engines import ENGINE_MODULES
+
+    return {
+        module.removeprefix("lambdalite.").replace(".", "/") + ".py"
+        for name, (module, _, _) in ENGINE_MODULES.items()
+        if name != engine
+    }
+
+
+def copy_lambdalite(dest: Path, *, third_party: Iterable[str], engine: str = "onnxruntime") -> list[str]:
+    """Copy the function's lambdalite modules and data files to `dest/lambdalite`; return them.
+
+    Of the engines, only `engine`'s module ships (the others import frameworks it does not have).
+    """
     src = lambdalite_root()
+    other_engines = _other_engines(engine)
     if not (src / "handler.py").is_file():
         raise BuildError(f"this lambdalite ({src}) has no handler module ({HANDLER}): update lambdalite")
     copied: list[str] = []
     for path in sorted(src.rglob("*")):
         rel = PurePosixPath(path.relative_to(src).as_posix())
-        if not path.is_file() or not _shipped(rel):
+        if not path.is_file() or not _shipped(rel, other_engines):
             continue
         target = dest / "lambdalite" / rel
         target.parent.mkdir(parents=True, exist_ok=True)

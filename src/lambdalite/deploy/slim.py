@@ -5,7 +5,8 @@ Only files are deleted, each by a named rule; shared objects are never stripped 
 
 * test suites, type stubs, C headers, static libraries and stale bytecode;
 * tooling that ships inside the runtime packages but that inference never imports:
-  onnxruntime's quantization, transformers optimiser and converters, numpy's f2py;
+  onnxruntime's quantization, transformers optimiser and converters, numpy's f2py, LiteRT's
+  converter and calibration, and accelerators Lambda does not have (GPU, NPU);
 * Pillow codecs for formats lambdalite refuses anyway (`lambdalite.images.FORMATS`);
 * shared libraries that nothing left refers to: a library is kept when any remaining binary or
   Python file names it (a DT_NEEDED entry or a dlopen string), so a vendored library is removed
@@ -36,6 +37,7 @@ class Rule:
     directory: bool = False
 
 
+_LITERT_TOOLS = "LiteRT tooling (converter, calibration, analyzer, AOT)"
 RULES: tuple[Rule, ...] = (
     Rule("__pycache__", "stale bytecode", directory=True),
     Rule("tests", "test suites", directory=True),
@@ -54,6 +56,15 @@ RULES: tuple[Rule, ...] = (
     Rule("onnxruntime/training", "onnxruntime tooling (quantization, transformers, converters)", directory=True),
     Rule("onnxruntime/backend", "onnxruntime tooling (quantization, transformers, converters)", directory=True),
     Rule("onnxruntime/datasets", "onnxruntime tooling (quantization, transformers, converters)", directory=True),
+    Rule("ai_edge_litert/tools", _LITERT_TOOLS, directory=True),
+    Rule("ai_edge_litert/aot", _LITERT_TOOLS, directory=True),
+    Rule("ai_edge_litert/_pywrap_litert_converter.so", _LITERT_TOOLS),
+    Rule("ai_edge_litert/_pywrap_*calibration*.so", _LITERT_TOOLS),
+    Rule("ai_edge_litert/_pywrap_analyzer_wrapper.so", _LITERT_TOOLS),
+    Rule("ai_edge_litert/format_converter_wrapper_pybind11.so", _LITERT_TOOLS),
+    # Lambda has no GPU and no NPU.
+    Rule("ai_edge_litert/vendors", "accelerators Lambda does not have (GPU, NPU)", directory=True),
+    Rule("ai_edge_litert/libLiteRtWebGpuAccelerator.so", "accelerators Lambda does not have (GPU, NPU)"),
     Rule("*.dist-info/RECORD", "install records (stale once slimmed)"),
     Rule("*.dist-info/entry_points.txt", "install records (stale once slimmed)"),
     # Tk is not part of Lambda's Python, so ImageTk's extension could never load there.

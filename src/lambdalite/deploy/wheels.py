@@ -34,13 +34,13 @@ from .target import Target
 __all__ = ["ENGINE_PACKAGES", "Requirement", "Wheel", "fetch_wheels", "requirements_for", "unpack_wheel"]
 
 # Distributions the function imports, per engine, on top of numpy and Pillow. They are installed
-# without their own requirements: onnxruntime asks for flatbuffers, packaging and protobuf, which
-# only its tools (quantization, transformers, converters) import, never InferenceSession.
+# without their own requirements: onnxruntime asks for flatbuffers, packaging and protobuf, and
+# ai-edge-litert for protobuf, tqdm and more, which only their tools (quantization, converters)
+# import, never an InferenceSession or an Interpreter.
 BASE_PACKAGES = ("numpy", "pillow")
-ENGINE_PACKAGES: dict[str, tuple[str, ...]] = {"onnxruntime": ("onnxruntime",)}
+ENGINE_PACKAGES: dict[str, tuple[str, ...]] = {"onnxruntime": ("onnxruntime",), "litert": ("ai-edge-litert",)}
 _NO_ZIP_ENGINES = {
-    "torchscript": "torch alone is about 800 MB unzipped, over Lambda's 250 MB: export the model to ONNX",
-    "litert": "the LiteRT engine is not packaged for Lambda yet: convert the model to ONNX",
+    "torchscript": "torch alone unzips to about 670 MB, over Lambda's 250 MB: export the model to ONNX",
 }
 _WHEEL_NAME = re.compile(
     r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl$"
