@@ -10,6 +10,7 @@ the template the stack received).
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -17,11 +18,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from lambdalite.bundle import pack_bundle
 from lambdalite.deploy.plan import BUCKET_TAG
 
 from conftest import start_moto
@@ -111,40 +114,58 @@ def stack_names(aws: Moto) -> list[str]:
     return [s["StackName"] for s in summaries if s["StackStatus"] != "DELETE_COMPLETE"]
 
 
-def test_deploy_from_a_model_dry_run_then_for_real_then_destroy(aws, tiny_bundle, tmp_path):
+def test_deploy_an_s3_model_dry_run_then_for_real_then_destroy(aws, tiny_bundle, tmp_path):
+    """MODEL is s3://: deploy builds (fetching the bundle once to learn its engine), ships no model,
+    and the function's role may read exactly that object."""
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="models", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.upload_file(str(pack_bundle(tiny_bundle, tmp_path / "tiny.tar.gz")), "models", "tiny/v1.tar.gz")
     build_dir = tmp_path / "build"
-    args = ["deploy", str(tiny_bundle.root), "--stack", "tiny-cats", "--create-bucket", "--build-dir", str(build_dir)]
-    args += ["--memory", "1024", "--timeout", "20", "--no-compile"]
+    args = ["deploy", "s3://models/tiny/v1.tar.gz", "--stack", "tiny-cats", "--create-bucket"]
+    args += ["--build-dir", str(build_dir), "--memory", "1024", "--timeout", "20", "--no-compile"]
     dry = ok(lambdalite(aws, *args, "--dry-run"))
     bucket = "lambdalite-123456789012-eu-west-1"
     assert f"+ create bucket {bucket}" in dry
     assert "+ upload function.zip" in dry and "+ create stack tiny-cats" in dry
     assert "dry run: nothing was changed" in dry
-    assert aws.client("s3").list_buckets()["Buckets"] == []  # dry run: nothing created
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["models"]  # dry run: nothing created
     assert stack_names(aws) == []
 
     out = ok(lambdalite(aws, *args))
     assert "Deployed stack tiny-cats" in out and "FunctionName  tiny-cats" in out
-    s3 = aws.client("s3")
-    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [bucket]
+    assert sorted(b["Name"] for b in s3.list_buckets()["Buckets"]) == [bucket, "models"]
     assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == [{"Key": BUCKET_TAG, "Value": "tiny-cats"}]
     [obj] = s3.list_objects_v2(Bucket=bucket)["Contents"]
     local = build_dir / "function.zip"
     assert obj["Key"].startswith("lambdalite/tiny-cats/") and obj["Key"].endswith("/function.zip")
     assert sha256_of_object(aws, bucket, obj["Key"]) == hashlib.sha256(local.read_bytes()).hexdigest()
+    with zipfile.ZipFile(local) as zf:
+        assert not any(name.startswith("model/") for name in zf.namelist())  # read from S3 at cold start
 
     config = aws.client("lambda").get_function_configuration(FunctionName="tiny-cats")
     assert config["MemorySize"] == 1024 and config["Timeout"] == 20
     assert config["Handler"] == "lambdalite.handler.handler" and config["Runtime"] == "python3.12"
-    assert config["Environment"]["Variables"]["LAMBDALITE_MODEL"] == "/var/task/model"
+    assert config["Environment"]["Variables"]["LAMBDALITE_MODEL"] == "s3://models/tiny/v1.tar.gz"
     assert config["Architectures"] == ["x86_64"]
+    iam = aws.client("iam")
+    role = config["Role"].rsplit("/", 1)[1]
+    [policy] = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    document = iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"]
+    if isinstance(document, str):  # moto hands back the Python repr of the policy a stack created
+        document = ast.literal_eval(document)
+    statements = {json.dumps(s["Action"]): s["Resource"] for s in document["Statement"]}
+    log_group = f"arn:aws:logs:{REGION}:123456789012:log-group:/aws/lambda/tiny-cats:*"
+    assert statements == {
+        '["logs:CreateLogStream", "logs:PutLogEvents"]': log_group,
+        '"s3:GetObject"': "arn:aws:s3:::models/tiny/v1.tar.gz",
+    }
     groups = aws.client("logs").describe_log_groups()["logGroups"]
     assert [(g["logGroupName"], g["retentionInDays"]) for g in groups] == [("/aws/lambda/tiny-cats", 14)]
 
     destroyed = ok(lambdalite(aws, "destroy", "--stack", "tiny-cats", "--yes"))
     assert f"delete bucket {bucket}" in destroyed and "destroyed tiny-cats" in destroyed
     assert stack_names(aws) == []
-    assert s3.list_buckets()["Buckets"] == []
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["models"]  # the model's bucket is not ours
     assert aws.client("logs").describe_log_groups()["logGroups"] == []
 
 
@@ -160,7 +181,9 @@ def test_update_and_destroy_keep_a_bucket_deploy_did_not_create(aws, lite0_build
     template = template if isinstance(template, dict) else json.loads(template)
     assert template["Resources"]["Function"]["Properties"]["Architectures"] == ["x86_64"]
     lam = aws.client("lambda")
-    assert lam.get_function_configuration(FunctionName="cats")["MemorySize"] == 2048
+    config = lam.get_function_configuration(FunctionName="cats")
+    assert config["MemorySize"] == 2048
+    assert config["Environment"]["Variables"]["LAMBDALITE_MODEL"] == "/var/task/model"  # shipped in the zip
 
     # Nothing changed: no upload, and CloudFormation has nothing to do.
     again = lambdalite(aws, "deploy", str(out), "--stack", "cats", "--bucket", "my-artifacts")

@@ -106,7 +106,9 @@ def test_role_is_least_privilege():
         {
             "Effect": "Allow",
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": {"Fn::GetAtt": ["LogGroup", "Arn"]},
+            "Resource": {
+                "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${LogGroup}:*"
+            },
         }
     ]
     with_s3 = role_statements(sam_template(spec(model_s3=ModelLocation("models", "cats/model.tar.gz")), code=S3))
@@ -192,5 +194,8 @@ def test_settings_round_trip():
 
 def test_model_location_parses_s3_uris():
     assert ModelLocation.parse("s3://models/a/b.tar.gz") == ModelLocation("models", "a/b.tar.gz")
+    pinned = ModelLocation.parse("s3://models/a%20b.tar.gz?versionId=3HL4kqtJ")
+    assert pinned == ModelLocation("models", "a b.tar.gz", versioned=True)
+    assert pinned.actions == ["s3:GetObject", "s3:GetObjectVersion"]
     with pytest.raises(DeployError):
         ModelLocation.parse("s3://just-a-bucket")

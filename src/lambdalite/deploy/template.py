@@ -44,18 +44,26 @@ _POLICY_VERSION = "2012-10-17"
 
 @dataclass(frozen=True, slots=True)
 class ModelLocation:
-    """An S3 object the function reads its model from at cold start."""
+    """An S3 object the function reads its model from at cold start (`?versionId=` pins a version)."""
 
     bucket: str
     key: str
+    versioned: bool = False
 
     @classmethod
     def parse(cls, uri: str) -> ModelLocation:
-        rest = uri.removeprefix("s3://")
-        bucket, _, key = rest.partition("/")
-        if not bucket or not key:
+        from urllib.parse import parse_qs, unquote, urlsplit
+
+        parts = urlsplit(uri)
+        key = unquote(parts.path.lstrip("/"))
+        if parts.scheme != "s3" or not parts.netloc or not key:
             raise DeployError(f"{uri!r} is not an s3://bucket/key model location")
-        return cls(bucket, key)
+        return cls(parts.netloc, key, "versionId" in parse_qs(parts.query))
+
+    @property
+    def actions(self) -> str | list[str]:
+        # Reading a given version is its own permission.
+        return ["s3:GetObject", "s3:GetObjectVersion"] if self.versioned else "s3:GetObject"
 
 
 # CloudWatch Logs accepts only these retention periods (days).
@@ -153,14 +161,15 @@ def _role(spec: FunctionSpec) -> dict[str, Any]:
         {
             "Effect": "Allow",
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": {"Fn::GetAtt": ["LogGroup", "Arn"]},
+            # The log group's streams, spelled out: GetAtt Arn ends in ":*" on AWS but not everywhere.
+            "Resource": _sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${LogGroup}:*"),
         }
     ]
     if spec.model_s3 is not None:
         statements.append(
             {
                 "Effect": "Allow",
-                "Action": "s3:GetObject",
+                "Action": spec.model_s3.actions,
                 "Resource": _sub(f"arn:${{AWS::Partition}}:s3:::{spec.model_s3.bucket}/{spec.model_s3.key}"),
             }
         )
