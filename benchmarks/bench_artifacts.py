@@ -28,7 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from lambdalite.deploy.build import MAX_UNZIPPED, MAX_ZIPPED_UPLOAD, BuildOptions, build_artifact, write_zip
+from lambdalite.deploy.artifact import MAX_UNZIPPED, MAX_ZIPPED_UPLOAD, write_zip
+from lambdalite.deploy.build import BuildOptions, build_artifact
 from lambdalite.deploy.slim import slim
 from lambdalite.deploy.target import Target
 from lambdalite.images import FORMATS

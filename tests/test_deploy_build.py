@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lambdalite.deploy.build import BUILD_RECORD, MAX_UNZIPPED, MAX_ZIPPED_UPLOAD, read_build, write_zip
+from lambdalite.deploy.artifact import MAX_UNZIPPED, MAX_ZIPPED_UPLOAD, write_zip
+from lambdalite.deploy.build import BUILD_RECORD, read_build
 from lambdalite.deploy.package import TOOLKIT_ONLY
 
 from conftest import CAT_CLASSES
@@ -266,7 +267,8 @@ def test_layer_build_splits_dependencies_and_still_answers(tmp_path, tiny_bundle
 
 
 def test_over_the_limit_names_the_biggest_packages(tmp_path):
-    from lambdalite.deploy.build import Artifact, Build, BuildOptions, PackageSize, check_limits
+    from lambdalite.deploy.artifact import Artifact, PackageSize
+    from lambdalite.deploy.build import Build, BuildOptions, check_limits
     from lambdalite.errors import BuildError
 
     packages = (

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lambdalite.deploy.build import Artifact, Build, BuildOptions
+from lambdalite.deploy.artifact import Artifact
+from lambdalite.deploy.build import Build, BuildOptions
 from lambdalite.deploy.plan import (
     BUCKET_TAG,
     STACK_BUCKET_TAG,

@@ -4,7 +4,8 @@
     wheels.py    the pinned runtime dependencies, as wheels for the Lambda platform
     slim.py      deleting what the function never uses, by named rules
     package.py   lambdalite's function modules and the model bundle
-    build.py     the zip (and layer), the size report, Lambda's limits
+    artifact.py  reproducible zips and the size of each package inside
+    build.py     the build: staging, slimming, bytecode, zips, template; the report and the limits
     image.py     the container image recipe (Dockerfile and context)
     template.py  the AWS SAM template, and its expansion to plain CloudFormation
     plan.py      deploy and destroy as pure plans of frozen steps

@@ -18,10 +18,9 @@ reproducible: entries sorted, times fixed, modes normalised, bytecode hash-based
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -34,8 +33,9 @@ from typing import Any, Literal
 from .. import __version__
 from ..bundle import open_bundle
 from ..errors import BuildError
-from ..progress import Progress, Quiet
+from ..progress import Progress
 from ..sources import resolve
+from .artifact import MAX_UNZIPPED, MAX_ZIPPED_UPLOAD, Artifact, PackageSize, zip_artifact
 from .image import write_dockerfile
 from .package import copy_bundle, copy_lambdalite
 from .slim import slim
@@ -43,28 +43,12 @@ from .target import Target
 from .template import FunctionSpec, ModelLocation, Settings, sam_template, write_yaml
 from .wheels import Wheel, fetch_wheels, requirements_for, unpack_wheel
 
-__all__ = [
-    "BUILD_RECORD",
-    "MAX_UNZIPPED",
-    "MAX_ZIPPED_UPLOAD",
-    "Artifact",
-    "Build",
-    "BuildOptions",
-    "PackageSize",
-    "build_artifact",
-    "check_limits",
-    "read_build",
-    "size_report",
-    "write_zip",
-]
+__all__ = ["BUILD_RECORD", "Build", "BuildOptions", "build_artifact", "check_limits", "read_build", "size_report"]
 
-MAX_ZIPPED_UPLOAD = 50 * 2**20  # a zip uploaded straight to the Lambda API
-MAX_UNZIPPED = 250 * 2**20  # 262,144,000 bytes: the function and all its layers, unzipped
 BUILD_RECORD = "lambdalite-build.json"
 TASK_ROOT = "/var/task"  # $LAMBDA_TASK_ROOT
 LAYER_ROOT = "/opt/python"  # where a layer's python/ lands, on sys.path
 MODEL_DIR = "model"
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold: same bytes on every build
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,29 +58,6 @@ class BuildOptions:
     layer: bool = False
     compile: bool | None = None  # precompile bytecode; None: when a matching Python is at hand
     settings: Settings = Settings()
-
-
-@dataclass(frozen=True, slots=True)
-class PackageSize:
-    """One distribution (or lambdalite, or the model) inside an artifact."""
-
-    name: str
-    version: str
-    files: int
-    size: int
-    compressed: int
-
-
-@dataclass(frozen=True, slots=True)
-class Artifact:
-    """A zip file written by the build."""
-
-    kind: Literal["function", "layer"]
-    path: Path
-    sha256: str
-    size: int  # unzipped
-    compressed: int  # the zip file's size
-    packages: tuple[PackageSize, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,19 +178,15 @@ def _build_zips(
                 _compile(python, function, TASK_ROOT)
                 _compile(python, deps, LAYER_ROOT if options.layer else TASK_ROOT)
             compiled_with = python
-    artifacts = []
+    code = [(function, "")] if options.layer else [(function, ""), (deps, "")]
+    artifacts = [zip_artifact("function", build.out / "function.zip", code, owners, progress)]
     if options.layer:
-        artifacts.append(_zip("function", build.out / "function.zip", [(function, "")], owners, progress))
-        artifacts.append(_zip("layer", build.out / "layer.zip", [(deps, "python/")], owners, progress))
-    else:
-        artifacts.append(_zip("function", build.out / "function.zip", [(function, ""), (deps, "")], owners, progress))
+        artifacts.append(zip_artifact("layer", build.out / "layer.zip", [(deps, "python/")], owners, progress))
     return _replace(build, artifacts=tuple(artifacts), compiled_with=compiled_with, slimmed=slimmed.bytes_by_reason)
 
 
 def _replace(build: Build, **changes: Any) -> Build:
-    from dataclasses import replace
-
-    return replace(build, **changes)
+    return dataclasses.replace(build, **changes)
 
 
 def _remove(path: Path) -> None:
@@ -279,82 +236,6 @@ def _compile(python: str, root: Path, prefix: str) -> None:
     if proc.returncode != 0:
         detail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
         raise BuildError(f"precompiling bytecode failed: {detail[0]} (build with --no-compile to skip)")
-
-
-def write_zip(
-    out: Path, trees: Iterable[tuple[Path, str]], progress: Progress | None = None
-) -> dict[str, tuple[int, int]]:
-    """Zip every file under each (directory, prefix) into `out`, reproducibly.
-
-    Entries are sorted, times fixed, modes 0644 (0755 when executable). Returns arcname ->
-    (size, compressed size).
-    """
-    files: dict[str, Path] = {}
-    for root, prefix in trees:
-        for path in root.rglob("*"):
-            if path.is_file():
-                arcname = prefix + path.relative_to(root).as_posix()
-                if arcname in files:
-                    raise BuildError(f"two files would be {arcname} in {out.name}")
-                files[arcname] = path
-    total = sum(p.stat().st_size for p in files.values())
-    sizes: dict[str, tuple[int, int]] = {}
-    partial = out.with_name(out.name + ".partial")
-    try:
-        with (
-            (progress or Quiet()).bar(f"Writing {out.name}", total) as advance,
-            zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf,
-        ):
-            for arcname in sorted(files):
-                path = files[arcname]
-                size = path.stat().st_size
-                info = zipfile.ZipInfo(arcname, date_time=_ZIP_TIME)
-                mode = 0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644
-                info.external_attr = (stat.S_IFREG | mode) << 16
-                info.create_system = 3  # Unix, so the mode bits are honoured when unzipped
-                info.compress_type = zipfile.ZIP_DEFLATED
-                with path.open("rb") as src, zf.open(info, "w", force_zip64=size > 2**31) as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                advance(size)
-            for info in zf.infolist():
-                sizes[info.filename] = (info.file_size, info.compress_size)
-        os.replace(partial, out)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return sizes
-
-
-def _zip(
-    kind: Literal["function", "layer"],
-    out: Path,
-    trees: list[tuple[Path, str]],
-    owners: dict[str, tuple[str, str]],
-    progress: Progress,
-) -> Artifact:
-    sizes = write_zip(out, trees, progress)
-    by_package: dict[tuple[str, str], list[int]] = {}
-    for arcname, (size, compressed) in sizes.items():
-        top = arcname.removeprefix("python/").split("/")[0]
-        owner = owners.get(top, (top, ""))
-        row = by_package.setdefault(owner, [0, 0, 0])
-        row[0] += 1
-        row[1] += size
-        row[2] += compressed
-    packages = sorted(
-        (PackageSize(name, version, n, size, comp) for (name, version), (n, size, comp) in by_package.items()),
-        key=lambda p: -p.size,
-    )
-    from ..bundle import file_sha256
-
-    return Artifact(
-        kind=kind,
-        path=out,
-        sha256=file_sha256(out),
-        size=sum(s for s, _ in sizes.values()),
-        compressed=out.stat().st_size,
-        packages=tuple(packages),
-    )
 
 
 def _mb(n: int) -> str:

@@ -18,7 +18,7 @@ import click
 
 from ..errors import UsageError
 
-__all__ = ["build", "deploy", "destroy", "logs", "parse_since"]
+__all__ = ["build", "deploy", "destroy", "format_event", "logs", "parse_since"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
