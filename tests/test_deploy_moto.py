@@ -248,6 +248,14 @@ def test_logs_prints_filters_and_follows(aws, lite0_build):
         follower.stderr.close()  # type: ignore[union-attr]
 
 
+    # Someone else used the bucket deploy created: destroy removes our things and keeps the bucket.
+    bucket = "lambdalite-123456789012-eu-west-1"
+    aws.client("s3").put_object(Bucket=bucket, Key="notes.txt", Body=b"mine")
+    destroyed = ok(lambdalite(aws, "destroy", "--stack", "cats", "--yes"))
+    assert f"bucket {bucket} is kept: it holds other objects" in destroyed
+    assert [o["Key"] for o in aws.client("s3").list_objects_v2(Bucket=bucket)["Contents"]] == ["notes.txt"]
+
+
 def test_deploy_errors_are_one_line(aws, lite0_build, tmp_path):
     out, _ = lite0_build
     one_line_error(lambdalite(aws, "deploy", str(out), "--stack", "cats"), "pass --create-bucket")

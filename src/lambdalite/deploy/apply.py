@@ -138,12 +138,11 @@ class Aws:
             if exists:
                 bucket_tags = self._bucket_tags(bucket)
                 prefix = artifact_prefix(stack)
-                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                    for obj in page.get("Contents", []):
-                        if obj["Key"].startswith(prefix):
-                            keys.append(obj["Key"])
-                        else:
-                            others = True
+                pages = s3.get_paginator("list_objects_v2")
+                for page in pages.paginate(Bucket=bucket, Prefix=prefix):
+                    keys += [obj["Key"] for obj in page.get("Contents", [])]
+                if bucket_tags.get(BUCKET_TAG) == stack:  # ours to delete, if nothing else is in it
+                    others = self._holds_more_than(bucket, prefix)
         return Observed(
             region=self.region,
             account=account,
@@ -156,6 +155,13 @@ class Aws:
             artifact_keys=tuple(sorted(keys)),
             other_objects=others,
         )
+
+    def _holds_more_than(self, bucket: str, prefix: str) -> bool:
+        """Whether `bucket` holds any object outside `prefix` (stops at the first one)."""
+        for page in self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            if any(not obj["Key"].startswith(prefix) for obj in page.get("Contents", [])):
+                return True
+        return False
 
     def _bucket_tags(self, bucket: str) -> dict[str, str]:
         from botocore.exceptions import ClientError

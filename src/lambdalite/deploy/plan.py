@@ -64,7 +64,7 @@ class Observed:
     bucket_exists: bool = False
     bucket_tags: Mapping[str, str] = field(default_factory=dict)
     artifact_keys: tuple[str, ...] = ()  # our objects under artifact_prefix(stack)
-    other_objects: bool = False  # the bucket holds objects that are not this stack's artifacts
+    other_objects: bool = False  # a bucket deploy created for this stack also holds other objects
 
 
 @dataclass(frozen=True, slots=True)
