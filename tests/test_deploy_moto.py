@@ -247,7 +247,6 @@ def test_logs_prints_filters_and_follows(aws, lite0_build):
         follower.stdout.close()  # type: ignore[union-attr]
         follower.stderr.close()  # type: ignore[union-attr]
 
-
     # Someone else used the bucket deploy created: destroy removes our things and keeps the bucket.
     bucket = "lambdalite-123456789012-eu-west-1"
     aws.client("s3").put_object(Bucket=bucket, Key="notes.txt", Body=b"mine")
