@@ -249,33 +249,33 @@ def size_report(build: Build) -> list[str]:
     if build.image_context is not None:
         lines.append(f"  image context: {build.image_context} (Dockerfile on {target.base_image})")
         return lines
+    width = max([len("package")] + [len(p.name) for a in build.artifacts for p in a.packages])
     for artifact in build.artifacts:
         lines.append(f"  {artifact.path.name}")
-        lines.append(f"    {'package':<28} {'version':<10} {'files':>6} {'unzipped':>10} {'zipped':>10}")
+        lines.append(f"    {'package':<{width}} {'version':<10} {'files':>6} {'unzipped':>10} {'zipped':>10}")
         for p in artifact.packages:
-            lines.append(f"    {p.name:<28} {p.version:<10} {p.files:>6} {_mb(p.size):>10} {_mb(p.compressed):>10}")
+            sizes = f"{_mb(p.size):>10} {_mb(p.compressed):>10}"
+            lines.append(f"    {p.name:<{width}} {p.version:<10} {p.files:>6} {sizes}")
         files = sum(p.files for p in artifact.packages)
-        lines.append(f"    {'total':<28} {'':<10} {files:>6} {_mb(artifact.size):>10} {_mb(artifact.compressed):>10}")
+        total = f"{_mb(artifact.size):>10} {_mb(artifact.compressed):>10}"
+        lines.append(f"    {'total':<{width}} {'':<10} {files:>6} {total}")
     unzipped = sum(a.size for a in build.artifacts)
-    lines.append(f"  unzipped {_mb(unzipped)} of Lambda's 250 MB for the function and its layers")
+    lines.append(f"  unzipped: {_mb(unzipped)} of Lambda's 250 MB for the function and its layers")
     for artifact in build.artifacts:
-        verdict = (
-            "fits" if artifact.compressed <= MAX_ZIPPED_UPLOAD else "too big; deploy uploads it through S3 instead"
-        )
-        lines.append(
-            f"  {artifact.path.name} is {_mb(artifact.compressed)} zipped: 50 MB direct upload limit {verdict}"
-        )
+        verdict = "fits" if artifact.compressed <= MAX_ZIPPED_UPLOAD else "over; deploy uploads it through S3 instead"
+        lines.append(f"  {artifact.path.name}: {_mb(artifact.compressed)} zipped, 50 MB direct upload limit {verdict}")
     if build.slimmed:
-        parts = ", ".join(f"{reason} {_mb(n)}" for reason, n in sorted(build.slimmed.items(), key=lambda kv: -kv[1]))
-        lines.append(f"  slimmed away {_mb(sum(build.slimmed.values()))}: {parts}")
+        lines.append(f"  slimmed away {_mb(sum(build.slimmed.values()))}:")
+        for reason, n in sorted(build.slimmed.items(), key=lambda kv: -kv[1]):
+            lines.append(f"    {_mb(n):>10}  {reason}")
     if build.compiled_with:
         lines.append(f"  bytecode precompiled with {build.compiled_with} (no compiling at cold start)")
     elif build.options.compile is False:
         lines.append("  bytecode not precompiled (--no-compile): cold starts compile the imports")
     else:
         lines.append(
-            f"  bytecode not precompiled (no python{target.python} here): cold starts compile the imports, "
-            f"about 0.3 s more"
+            f"  bytecode not precompiled (no working python{target.python} on PATH): cold starts compile "
+            f"the imports, about 0.25 s more (see BENCHMARKS.md)"
         )
     return lines
 
