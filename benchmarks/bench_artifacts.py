@@ -49,7 +49,7 @@ model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
 model.eval()
 def handler(event, context): ...
 """
-NO_INT8 = "The int8 zoo model (`efficientnet-lite0-int8`) is not in this zoo yet; its row comes when it lands."
+NO_INT8 = "\nThe int8 zoo model (`efficientnet-lite0-int8`) is not in this zoo yet; its row comes when it lands."
 # As Lambda starts it: the task root on sys.path and in LAMBDA_TASK_ROOT (the model is in model/).
 COLD_START = (
     "import os, sys; os.environ['LAMBDA_TASK_ROOT'] = {root!r}; sys.path.insert(0, {root!r}); import lambdalite.handler"
@@ -161,8 +161,7 @@ and 250 MB unzipped for the function with all its layers (262,144,000 bytes).
 
 {chr(10).join(table)}
 
-lambdalite's fp32 zip by package (unzipped / zipped): {"; ".join(packages)}.
-{"" if len(models) > 1 else NO_INT8}
+lambdalite's fp32 zip by package (unzipped / zipped): {"; ".join(packages)}.{"" if len(models) > 1 else NO_INT8}
 
 The torch function cannot be deployed as a zip at all: torch alone unzips to about 670 MB. Its
 only ways onto Lambda are a container image or seed 004's trick of unpacking a zip into /tmp at
