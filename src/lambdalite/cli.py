@@ -30,7 +30,10 @@ def _echo_json(value: Any) -> None:
 
 # Commands that live in other modules: name -> "module:attribute", imported only when used, so
 # `lambdalite predict` never pays for the emulator's or the deployer's imports.
-LAZY_COMMANDS: dict[str, str] = {}
+LAZY_COMMANDS: dict[str, str] = {
+    "invoke": "lambdalite.runtime.commands:invoke",
+    "serve": "lambdalite.runtime.commands:serve",
+}
 
 
 class LazyGroup(click.Group):
