@@ -74,6 +74,78 @@ def demo_bundle() -> Path:
 CAT_CLASSES = {"tabby, tabby cat", "tiger cat", "Egyptian cat"}
 
 
+class ImageServer:
+    """A real HTTP server on 127.0.0.1 serving images, redirects and failures for URL tests."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        import http.server
+        import threading
+        import time
+
+        routes = files
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                from urllib.parse import parse_qs, urlsplit
+
+                parts = urlsplit(self.path)
+                path = parts.path
+                if path == "/redirect":  # /redirect?to=<url or path>
+                    self.send_response(302)
+                    self.send_header("Location", parse_qs(parts.query)["to"][0])
+                    self.end_headers()
+                    return
+                if path == "/loop":
+                    self.send_response(302)
+                    self.send_header("Location", "/loop")
+                    self.end_headers()
+                    return
+                if path == "/slow":
+                    time.sleep(2.0)
+                if path == "/huge":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(500 * 2**20))
+                    self.end_headers()
+                    return
+                data = routes.get(path)
+                if data is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def image_server(chelsea_jpeg: bytes) -> Iterator[ImageServer]:
+    from PIL import Image as PILImage
+
+    red = jpeg_bytes(PILImage.new("RGB", (32, 32), (250, 5, 5)), quality=95)
+    server = ImageServer({"/cat.jpg": chelsea_jpeg, "/red.jpg": red, "/slow": red, "/text.txt": b"hello"})
+    yield server
+    server.close()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("LAMBDALITE_AWS_TESTS") == "1":
         return

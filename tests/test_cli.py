@@ -118,3 +118,32 @@ def test_models_lists_the_zoo(tmp_path):
     listed = json.loads(proc.stdout)
     names = {m["name"]: m for m in listed["models"]}
     assert "efficientnet-lite0" in names and names["efficientnet-lite0"]["cached"] is False
+
+
+def test_invoke_local_runs_an_event_file(tiny_bundle, tmp_path):
+    import base64
+
+    from eventlib import load_event
+
+    red = jpeg_bytes(Image.new("RGB", (20, 20), (250, 0, 0)), quality=95)
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(load_event("rest-binary-jpeg.json", red)))
+    proc = run("invoke-local", str(tiny_bundle.root), str(event))
+    assert proc.returncode == 0, proc.stderr
+    response = json.loads(proc.stdout)  # stdout is the response only; logs went to stderr
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])[0]["className"] == "red"
+    assert '"event":"cold_start"' in proc.stderr
+    direct = tmp_path / "direct.json"
+    direct.write_text(json.dumps({"image": base64.b64encode(red).decode()}))
+    top1 = json.loads(run("invoke-local", str(tiny_bundle.root), str(direct), "--response", "top1").stdout)
+    assert top1["body"]["class"] == "red"
+
+
+def test_invoke_local_function_error_is_the_lambda_envelope(tiny_bundle, tmp_path):
+    event = tmp_path / "event.json"
+    event.write_text('{"nothing": true}')
+    proc = run("invoke-local", str(tiny_bundle.root), str(event))
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    envelope = json.loads(proc.stdout)
+    assert envelope["errorType"] == "EventError" and "no image" in envelope["errorMessage"]

@@ -32,6 +32,7 @@ def _echo_json(value: Any) -> None:
 # `lambdalite predict` never pays for the emulator's or the deployer's imports.
 LAZY_COMMANDS: dict[str, str] = {
     "invoke": "lambdalite.runtime.commands:invoke",
+    "invoke-local": "lambdalite.invoke_local:invoke_local",
     "serve": "lambdalite.runtime.commands:serve",
 }
 

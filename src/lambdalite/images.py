@@ -22,7 +22,7 @@ from PIL import Image
 from .bundle import InputSpec
 from .errors import ImageDecodeError, ImageTooLargeError
 
-__all__ = ["FORMATS", "MAX_PIXELS", "Preprocessor", "decode", "max_pixels"]
+__all__ = ["FORMATS", "MAX_PIXELS", "Preprocessor", "decode", "max_pixels", "sniff"]
 
 FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP"})
 MAX_PIXELS = 64_000_000  # 8000 x 8000; a 30000 x 30000 PNG (900 MP) is refused unread.
@@ -87,7 +87,7 @@ def decode(data: bytes, *, min_size: tuple[int, int] | None = None, limit: int |
         raise ImageDecodeError(f"corrupt or truncated {img.format} image: {_reason(exc)}") from exc
 
 
-def _sniff(head: bytes) -> tuple[str, str] | None:
+def sniff(head: bytes) -> tuple[str, str] | None:
     """(Pillow format, plugin module) from the first bytes, so only that plugin is imported."""
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG", "JpegImagePlugin"
@@ -103,7 +103,7 @@ def _sniff(head: bytes) -> tuple[str, str] | None:
 
 
 def _open(data: bytes) -> Image.Image:
-    sniffed = _sniff(data[:16])
+    sniffed = sniff(data[:16])
     if sniffed is None:
         raise ImageDecodeError(
             f"not an image: {len(data)} bytes that are not JPEG, PNG, WebP, GIF or BMP"

@@ -19,7 +19,16 @@ import numpy.typing as npt
 
 from ..errors import EngineError
 
-__all__ = ["ENGINE_MODULES", "Engine", "TensorInfo", "cpu_quota", "default_threads", "load_engine", "threads_for"]
+__all__ = [
+    "ENGINE_MODULES",
+    "Engine",
+    "TensorInfo",
+    "cpu_quota",
+    "default_threads",
+    "import_engine",
+    "load_engine",
+    "threads_for",
+]
 
 ENGINE_MODULES = {
     "onnxruntime": ("lambdalite.engines.onnx", "onnxruntime", "onnxruntime"),
@@ -98,8 +107,8 @@ def threads_for(cpus: int, quota: float | None, memory_mb: int | None) -> int:
     return max(1, math.floor(min(limits) + 0.5))
 
 
-def load_engine(name: str, model: bytes, *, threads: int | None = None) -> Engine:
-    """Load `model` (the model file's bytes) with the engine called `name`."""
+def import_engine(name: str) -> EngineFactory:
+    """Import the engine called `name` (and its framework); its `load` function."""
     try:
         module_name, framework, install = ENGINE_MODULES[name]
     except KeyError:
@@ -111,4 +120,9 @@ def load_engine(name: str, model: bytes, *, threads: int | None = None) -> Engin
             raise EngineError(f"engine {name!r} needs {install}, which is not installed") from exc
         raise
     factory: EngineFactory = module.load
-    return factory(model, threads=threads or default_threads())
+    return factory
+
+
+def load_engine(name: str, model: bytes, *, threads: int | None = None) -> Engine:
+    """Load `model` (the model file's bytes) with the engine called `name`."""
+    return import_engine(name)(model, threads=threads or default_threads())
