@@ -230,6 +230,12 @@ class _Console:
                 f"{cost.mean_billed_ms:.1f} ms billed on average (${cost.requests_usd:.2f} requests + "
                 f"${cost.compute_usd:.2f} compute; x86_64, us-east-1, before the free tier)"
             )
+            cold = server.cold_start_cost()
+            if cold is not None:
+                lines.append(
+                    f"  each cold start adds {cold[0]:.0f} ms of billed init "
+                    f"(${cold[1] * 1e6:.2f} per million cold starts)"
+                )
         self.err.write("\n".join(lines) + "\n")
         self.err.flush()
 

@@ -108,6 +108,7 @@ class Instance:
         self._timer: asyncio.TimerHandle | None = None  # the function timeout
         self._memory_timer: asyncio.TimerHandle | None = None
         self._exited = asyncio.Event()
+        self.closed: asyncio.Task[None] | None = None  # the Runtime API listener closing, once dead
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -184,7 +185,8 @@ class Instance:
             except TimeoutError:
                 pass
         self._mark_dead()
-        await self.runtime.close()
+        if self.closed is not None:
+            await self.closed
 
     # -- the Runtime API -----------------------------------------------------------------------------
 
@@ -283,6 +285,7 @@ class Instance:
         init_ms = (time.perf_counter() - self.proc.spawned_at) * 1e3
         self._cancel_init_timer()
         self.retiring = True
+        asyncio.get_running_loop().call_soon(self.kill)  # it exits anyway; it must not count as running
         phase = "invoke" if self.suppressed_init else "init"
         job = self.job
         if job is None or self.done is None or self.done.done():
@@ -349,8 +352,8 @@ class Instance:
             self.retiring = True
             self.kill()
         elif kind == "too_large":
-            self.retiring = True  # the runtime exits on the 413; make sure it does
-            asyncio.get_running_loop().call_later(1.0, self.kill)
+            self.retiring = True  # the runtime exits on the 413 (sent before this kill runs)
+            asyncio.get_running_loop().call_soon(self.kill)
         done.set_result(outcome)
 
     def _on_timeout(self) -> None:
@@ -412,6 +415,7 @@ class Instance:
         if self.dead:
             return
         self.dead = True
+        self.closed = asyncio.get_running_loop().create_task(self.runtime.close())
         self._cancel_timer()
         self._cancel_init_timer()
         if self._memory_timer is not None:

@@ -121,8 +121,10 @@ class LambdaServer:
         self.idle: list[Instance] = []  # most recently used last: reuse the warmest
         self.waiters: deque[asyncio.Future[Instance]] = deque()
         self.events: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self.durations: deque[float] = deque(maxlen=_STATS_WINDOW)
         self.billed: deque[int] = deque(maxlen=_STATS_WINDOW)
+        self.inits: deque[float] = deque(maxlen=_STATS_WINDOW)
         self.invocations = self.cold_starts = self.errors = self.throttles = 0
         self.closing = False
         self._numbers = 0
@@ -174,6 +176,7 @@ class LambdaServer:
             if not waiter.done():
                 waiter.cancel()
         await asyncio.gather(*(inst.close() for inst in list(self.instances)), return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
@@ -184,8 +187,9 @@ class LambdaServer:
             return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
 
         busy = sum(1 for inst in self.instances if inst.busy)
+        live = self._live()
         return Summary(
-            len(self.instances),
+            live,
             busy,
             self.invocations,
             self.cold_starts,
@@ -196,7 +200,16 @@ class LambdaServer:
         )
 
     def cost(self) -> protocol.CostEstimate:
+        """A million requests at the measured durations (warm; see `cold_start_cost` for init)."""
         return protocol.cost_per_million(list(self.billed), self.config.memory_mb)
+
+    def cold_start_cost(self) -> tuple[float, float] | None:
+        """(mean init ms, USD per cold start): init is billed since 2025-08-01."""
+        if not self.inits:
+            return None
+        mean = sum(self.inits) / len(self.inits)
+        usd = self.config.memory_mb / 1024 * protocol.billed_ms(mean) / 1000 * protocol.PRICE_PER_GB_SECOND["x86_64"]
+        return mean, usd
 
     # -- the in-process seam -------------------------------------------------------------------------
 
@@ -277,7 +290,9 @@ class LambdaServer:
     def _record(self, job: Job, outcome: Outcome) -> InvokeResult:
         self.invocations += 1
         self.durations.append(outcome.duration_ms)
-        self.billed.append(outcome.billed_ms)
+        self.billed.append(protocol.billed_ms(outcome.duration_ms))  # the warm cost; init is counted apart
+        if outcome.init_ms is not None:
+            self.inits.append(outcome.init_ms)
         failed = outcome.kind != "response"
         self.errors += failed
         return InvokeResult(
@@ -302,7 +317,7 @@ class LambdaServer:
             instance = self.idle.pop()
             if instance.usable:
                 return instance
-        if len(self.instances) < self.config.max_concurrency:
+        if self._live() < self.config.max_concurrency:
             return await self._new_instance()
         if not wait:
             self.throttles += 1
@@ -310,6 +325,10 @@ class LambdaServer:
         waiter: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
         return await waiter
+
+    def _live(self) -> int:
+        """Instances that count against the concurrency limit: a killed one no longer does."""
+        return sum(1 for instance in self.instances if not instance.retiring)
 
     async def _new_instance(self) -> Instance:
         assert self.caps is not None
@@ -340,8 +359,12 @@ class LambdaServer:
         return instance
 
     def _release(self, instance: Instance) -> None:
-        if not instance.usable or self.closing:
-            return  # it is dying; _on_dead frees its place
+        if self.closing:
+            return
+        if not instance.usable:  # killed: its place is free for whoever waits
+            if self.waiters:
+                asyncio.get_running_loop().create_task(self._start_for_waiter())
+            return
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -350,6 +373,9 @@ class LambdaServer:
         self.idle.append(instance)
 
     def _on_dead(self, instance: Instance) -> None:
+        if instance.closed is not None:
+            self._background.add(instance.closed)
+            instance.closed.add_done_callback(self._background.discard)
         if instance in self.instances:
             self.instances.remove(instance)
         if instance in self.idle:
@@ -363,7 +389,7 @@ class LambdaServer:
     async def _start_for_waiter(self) -> None:
         while self.waiters and self.waiters[0].done():
             self.waiters.popleft()
-        if not self.waiters or len(self.instances) >= self.config.max_concurrency:
+        if not self.waiters or self._live() >= self.config.max_concurrency:
             return
         waiter = self.waiters.popleft()
         try:
