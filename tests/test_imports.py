@@ -32,3 +32,23 @@ def test_serving_path_imports_nothing_heavy(tiny_bundle, tmp_path):
     loaded = set(json.loads(proc.stdout))
     assert "onnxruntime" in loaded  # the test really ran the engine
     assert loaded.isdisjoint(FORBIDDEN), loaded & set(FORBIDDEN)
+
+
+SANDBOX_PATH = """
+import json, sys
+import lambdalite.runtime.sandbox
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_instance_bootstrap_imports_only_the_sandbox():
+    """Every emulator instance runs lambdalite.runtime.sandbox before awslambdaric: it must stay tiny."""
+    proc = subprocess.run([sys.executable, "-c", SANDBOX_PATH], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout))
+    assert {m for m in loaded if m.startswith("lambdalite")} == {
+        "lambdalite",
+        "lambdalite.runtime",
+        "lambdalite.runtime.sandbox",
+    }
+    assert loaded.isdisjoint([*FORBIDDEN, "asyncio", "subprocess", "numpy", "PIL"]), loaded

@@ -335,3 +335,12 @@ def test_log_tail_over_http_is_the_last_4_kb(caps):
             tail = base64.b64decode(response.headers["X-Amz-Log-Result"]).decode()
         assert len(tail.encode()) == 4096
         assert tail.rstrip("\n").splitlines()[-1].startswith("REPORT RequestId: ")
+
+
+def test_instances_carry_nothing_of_the_emulator(caps):
+    with ServerThread(config("faults.modules"), caps) as s:
+        loaded = set(json.loads(s.invoke({}).payload))
+        assert "awslambdaric" in loaded
+        # sandbox.py ran as __main__ (python -m); nothing else of lambdalite came along.
+        assert {m for m in loaded if m.startswith("lambdalite")} == {"lambdalite", "lambdalite.runtime"}
+        assert loaded.isdisjoint(["asyncio", "click", "boto3", "botocore", "torch", "onnx"]), loaded

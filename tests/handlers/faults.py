@@ -16,9 +16,14 @@ LOADED_AT = time.time()
 
 def echo(event: Any, context: Any) -> Any:
     """Echo the event with what the context and environment say (the conformance handler)."""
-    if isinstance(event, dict) and event.get("print"):
-        print(event["print"])
-        print("to stderr", file=sys.stderr)
+    if isinstance(event, dict):
+        if event.get("print"):
+            print(event["print"])
+            print("to stderr", file=sys.stderr)
+        if event.get("sleep"):
+            time.sleep(float(event["sleep"]))
+        if event.get("fail"):
+            raise ValueError(f"bad input: {event['fail']}")
     return {
         "event": event,
         "request_id": context.aws_request_id,
@@ -29,6 +34,7 @@ def echo(event: Any, context: Any) -> Any:
         "client_context": getattr(context.client_context, "custom", None) if context.client_context else None,
         "trace_id": os.environ.get("_X_AMZN_TRACE_ID"),
         "pid": os.getpid(),
+        "runtime": [sys.argv[0], "awslambdaric" in sys.modules],
         "env": {
             k: v
             for k, v in os.environ.items()
@@ -83,3 +89,8 @@ def write(event: Any, context: Any) -> Any:
 
 def big_response(event: Any, context: Any) -> Any:
     return "x" * int(event["size"])
+
+
+def modules(event: Any, context: Any) -> Any:
+    """Which modules the instance has loaded by the time the handler runs."""
+    return sorted(sys.modules)

@@ -134,7 +134,8 @@ async def _serve(config: Any, host: str, port: int) -> None:
         bound = await server.start(host, port)
     except OSError as exc:
         await server.close()
-        raise EmulatorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise EmulatorError(f"cannot listen on {host}:{port}: {reason}") from exc
     console.banner(server, host, bound)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
