@@ -168,20 +168,30 @@ class _Console:
         self.tty = err.isatty()
         self.shown = ""
         self.last: Any = None
+        self.flush_pending = False
+        self.drawn = False  # the status line is on screen
 
     def line(self, text: str) -> None:
         self.clear()
         # awslambdaric joins the lines of one error record with \r (CloudWatch keeps it whole).
         self.out.write(text.replace("\r", "\n") + "\n")
+        if not self.flush_pending:  # one flush per loop iteration, after the answer went out
+            self.flush_pending = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_pending = False
         self.out.flush()
-        if self.tty and self.shown:
+        if self.tty and self.shown and not self.drawn:
             self.err.write(self.shown)
             self.err.flush()
+            self.drawn = True
 
     def clear(self) -> None:
-        if self.tty and self.shown:
+        if self.drawn:
             self.err.write("\r\033[K")
             self.err.flush()
+            self.drawn = False
 
     def status(self, summary: Any) -> None:
         if summary == self.last:
@@ -189,8 +199,10 @@ class _Console:
         self.last = summary
         text = _status_text(summary)
         if self.tty:
+            self.out.flush()  # log lines first, then the status line under them
             self.shown = text
             self.err.write("\r\033[K" + text)
+            self.drawn = True
         else:
             self.err.write(text + "\n")
         self.err.flush()
