@@ -11,9 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from lambda_servers import HANDLERS, LAMBDALITE, ServeProcess, wait_until_gone
-
 from conftest import CAT_CLASSES
+from lambda_servers import HANDLERS, LAMBDALITE, ServeProcess, wait_until_gone
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -19,9 +19,11 @@ import urllib.request
 
 import pytest
 
-from lambda_servers import HANDLERS, ServerThread, config
 from lambdalite.errors import RequestTooLargeError, TooManyRequestsError
+from lambdalite.runtime.messages import SandboxCaps
 from lambdalite.runtime.server import probe_sandbox
+
+from lambda_servers import HANDLERS, ServerThread, config
 
 
 @pytest.fixture(scope="session")
@@ -223,6 +225,29 @@ def test_code_and_filesystem_are_read_only_and_tmp_is_private_with_a_quota(caps,
         assert full == {"error": "No space left on device", "errno": 28}  # 512 MB by default
         after = s.invoke({"path": "/tmp/small", "bytes": 10})  # /tmp stays full: it lives as long as the instance
         assert json.loads(after.payload)["errno"] == 28 and after.function_error is None
+
+
+def test_without_a_mount_namespace_landlock_keeps_the_code_read_only(caps, tmp_path):
+    # The fallback for machines where we are not root: a private TMPDIR with a per-file quota,
+    # and Landlock refusing writes anywhere else.
+    if not caps.landlock:
+        pytest.fail("this kernel should have Landlock")
+    code = tmp_path / "code"
+    code.mkdir()
+    shutil.copy(HANDLERS / "faults.py", code / "app.py")
+    fallback = SandboxCaps(mount=False, landlock=caps.landlock, note="testing the fallback")
+    with ServerThread(config("app.write", code_dir=str(code)), fallback) as s:
+        assert json.loads(s.invoke({"path": str(code / "new.py")}).payload) == {
+            "error": "Permission denied",
+            "errno": 13,
+        }
+        assert json.loads(s.invoke({"path": "/tmp/outside.txt"}).payload)["errno"] == 13
+        assert json.loads(s.invoke({"path": "$TMPDIR/ok.bin", "bytes": 2**20}).payload) == {"written": 2**20}
+        too_big = json.loads(s.invoke({"path": "$TMPDIR/big.bin", "bytes": 600 * 2**20}).payload)
+        assert too_big == {"error": "File too large", "errno": 27}
+        scratch = s.server._scratch
+        assert scratch is not None and os.listdir(scratch) == ["instance-1"]
+    assert not os.path.exists(scratch) and not (code / "new.py").exists()
 
 
 def test_a_larger_ephemeral_storage_holds_more(caps):

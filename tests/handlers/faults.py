@@ -72,7 +72,7 @@ def exit_process(event: Any, context: Any) -> Any:
 
 def write(event: Any, context: Any) -> Any:
     """Try to write `bytes` bytes to `path`; report what happened instead of raising."""
-    path = event["path"]
+    path = os.path.expandvars(event["path"])
     size = int(event.get("bytes", 1))
     try:
         with open(path, "wb") as f:

@@ -382,6 +382,7 @@ class Instance:
             return
         self.suppressed_init = True
         self.init_ms = None
+        self.init_lines = []  # the killed attempt's output is in the log already
         self._begin(job)
         self._timer = asyncio.get_running_loop().call_at(self._deadline(), self._on_timeout)
         self._spawn()
