@@ -23,7 +23,7 @@ from lambdalite.errors import RequestTooLargeError, TooManyRequestsError
 from lambdalite.runtime.messages import SandboxCaps
 from lambdalite.runtime.server import probe_sandbox
 
-from lambda_servers import HANDLERS, ServerThread, config
+from lambda_servers import HANDLERS, MARK, ServerThread, config, wait_until_gone
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +95,15 @@ def test_timeout_kills_the_instance_and_reports_sandbox_timedout(caps):
         assert after.function_error is None and after.init_ms is not None  # a fresh instance
 
 
+def test_a_timeout_kills_the_functions_children_too(caps):
+    cfg = config("faults.spawn", timeout_s=1)
+    with ServerThread(cfg, caps) as s:
+        background = json.loads(s.invoke({}).payload)["child"]
+        assert os.path.exists(f"/proc/{background}")  # a child outliving its invocation keeps running, as on Lambda
+        assert json.loads(s.invoke({"sleep": 5}).payload)["errorType"] == "Sandbox.Timedout"
+        assert wait_until_gone(cfg.environment[MARK]) == []  # the instance and every child it started
+
+
 def test_memory_cap_kills_the_instance_as_out_of_memory(caps):
     with ServerThread(config("faults.allocate", memory_mb=128), caps) as s:
         oom = s.invoke({"mb": 1024})
@@ -109,6 +118,21 @@ def test_memory_cap_kills_the_instance_as_out_of_memory(caps):
         fine = s.invoke({"mb": 16})
         assert json.loads(fine.payload)["allocated_mb"] == 16 and fine.function_error is None
         assert 16 < fine.max_memory_mb < 128
+
+
+def test_a_model_too_big_for_the_memory_size_fails_init_out_of_memory(caps, demo_bundle):
+    cfg = config("lambdalite.handler.handler", code_dir=str(demo_bundle), model_dir=str(demo_bundle), memory_mb=128)
+    with ServerThread(cfg, caps) as s:
+        result = s.invoke({})
+        assert result.function_error == "Unhandled"
+        assert json.loads(result.payload)["errorType"] == "Runtime.OutOfMemory"
+        assert re.search(
+            r"INIT_REPORT Init Duration: [\d.]+ ms\tPhase: init\tStatus: error\tError Type: Runtime.OutOfMemory",
+            s.log_text(),
+        )
+        assert report_of(result.log, result.request_id).endswith(
+            "\tMax Memory Used: 128 MB\tStatus: error\tError Type: Runtime.OutOfMemory\t"
+        )
 
 
 def test_process_exit_is_a_runtime_exit_error(caps):

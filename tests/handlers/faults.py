@@ -94,3 +94,12 @@ def big_response(event: Any, context: Any) -> Any:
 def modules(event: Any, context: Any) -> Any:
     """Which modules the instance has loaded by the time the handler runs."""
     return sorted(sys.modules)
+
+
+def spawn(event: Any, context: Any) -> Any:
+    """Start a child process that outlives this invocation, then sleep `sleep` seconds."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "60"])
+    time.sleep(float(event.get("sleep", 0)))
+    return {"child": child.pid}

@@ -319,7 +319,8 @@ class Instance:
             duration_ms = (time.perf_counter() - self.started_at) * 1e3
         if kind == "timeout":
             duration_ms = self.config.timeout_s * 1e3
-        memory_mb = self.config.memory_mb if kind == "oom" else self._max_memory_mb()
+        out_of_memory = kind == "oom" or error_type == "Runtime.OutOfMemory"
+        memory_mb = self.config.memory_mb if out_of_memory else self._max_memory_mb()  # Lambda reports the cap
         init_ms = self.init_ms if kind != "init_error" else None
         self.init_ms = None
         status = {"timeout": "timeout", "exit": "error", "oom": "error", "init_error": "error"}.get(kind)
