@@ -83,6 +83,11 @@ def serve(
     from .environment import check_user_environment, load_env_file, parse_env_pairs
     from .messages import FunctionConfig
 
+    if not hasattr(os, "pidfd_open") or not sys.platform.startswith("linux"):
+        raise EmulatorError(
+            "lambdalite serve needs Linux 5.3 or later (pidfds, mount namespaces, Landlock: Lambda's own "
+            "building blocks); use `lambdalite invoke-local` here, or run serve in a Linux container"
+        )
     if model is None and handler is None:
         raise UsageError("give a MODEL to serve, or --handler module.function (with --code-dir) for your own code")
     handler = handler or DEFAULT_HANDLER
