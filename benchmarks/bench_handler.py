@@ -11,17 +11,13 @@ image and (d) for a REST API event with a binary body. Goal: (d) - (b) under 0.5
 from __future__ import annotations
 
 import base64
-import io
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import onnxruntime as ort
-from PIL import Image
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import bare_predict as bare
 from lambdalite.engines import default_threads
 from lambdalite.function import Function
 from lambdalite.invoke_local import LocalContext
@@ -38,32 +34,16 @@ def main() -> None:
     bundle = ensure_built("efficientnet-lite0")
     threads = default_threads()
     data = IMAGE.read_bytes()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(bundle / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    labels = (bundle / "labels.txt").read_text().splitlines()
+    session, labels = bare.load(str(bundle), threads)
 
-    def bare(image: bytes) -> list[dict[str, object]]:
-        img = Image.open(io.BytesIO(image))
-        img.draft("RGB", (256, 256))
-        img = img.convert("RGB")
-        w, h = img.size
-        s = 256 / min(w, h)
-        img = img.resize((round(w * s), round(h * s)), Image.Resampling.BILINEAR)
-        w, h = img.size
-        left, top = (w - 224) // 2, (h - 224) // 2
-        img = img.crop((left, top, left + 224, top + 224))
-        x = np.ascontiguousarray(((np.asarray(img, np.float32) / 255 - 0.5) / 0.5).transpose(2, 0, 1)[None])
-        logits = session.run(None, {"input": x})[0][0]
-        p = np.exp(logits - logits.max())
-        p /= p.sum()
-        return [{"className": labels[i], "probability": float(p[i])} for i in np.argsort(-p)[:5]]
+    def bare_path(image: bytes) -> list[dict[str, object]]:
+        return bare.run(session, labels, bare.preprocess(bare.decode(image)))
 
     rest_event = load_event("rest-binary-jpeg.json", data)
     direct_event = {"image": base64.b64encode(data).decode()}
 
     def hand_written_handler(event: dict[str, object], context: object) -> dict[str, object]:
-        body = json.dumps(bare(base64.b64decode(str(event["body"]))))
+        body = json.dumps(bare_path(base64.b64decode(str(event["body"]))))
         return {
             "statusCode": 200,
             "headers": {"Content-Type": "application/json"},
@@ -77,7 +57,7 @@ def main() -> None:
     stdout = sys.stdout
     runs = 300
     results = {}
-    results["bare engine path (bytes in)"] = per_call(lambda: bare(data), runs)
+    results["bare engine path (bytes in)"] = per_call(lambda: bare_path(data), runs)
     results["hand-written handler, REST event"] = per_call(lambda: hand_written_handler(rest_event, context), runs)
     sys.stdout = devnull
     try:

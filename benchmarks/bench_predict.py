@@ -17,11 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import onnxruntime as ort
-from PIL import Image
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bare_predict as bare
 from lambdalite.engines import default_threads
 from lambdalite.images import Preprocessor, decode
 from lambdalite.model import load_model
@@ -34,39 +31,14 @@ IMAGE = ROOT / "examples" / "chelsea.jpg"
 
 
 def bare_warm(bundle: Path, data: bytes, threads: int) -> dict[str, list[float]]:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(bundle / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    labels = (bundle / "labels.txt").read_text().splitlines()
-    import io
-
-    def dec() -> Image.Image:
-        img = Image.open(io.BytesIO(data))
-        img.draft("RGB", (256, 256))
-        return img.convert("RGB")
-
-    def pre(img: Image.Image) -> np.ndarray:
-        w, h = img.size
-        s = 256 / min(w, h)
-        img = img.resize((round(w * s), round(h * s)), Image.Resampling.BILINEAR)
-        w, h = img.size
-        left, top = (w - 224) // 2, (h - 224) // 2
-        img = img.crop((left, top, left + 224, top + 224))
-        return np.ascontiguousarray(((np.asarray(img, np.float32) / 255 - 0.5) / 0.5).transpose(2, 0, 1)[None])
-
-    def run(x: np.ndarray) -> list[dict[str, object]]:
-        logits = session.run(None, {"input": x})[0][0]
-        p = np.exp(logits - logits.max())
-        p /= p.sum()
-        return [{"className": labels[i], "probability": float(p[i])} for i in np.argsort(-p)[:5]]
-
-    img = dec()
-    x = pre(img)
+    session, labels = bare.load(str(bundle), threads)
+    img = bare.decode(data)
+    x = bare.preprocess(img)
     return {
-        "decode": per_call(dec, 200),
-        "preprocess": per_call(lambda: pre(img), 200),
-        "run": per_call(lambda: run(x), 200),
-        "total": per_call(lambda: run(pre(dec())), 200),
+        "decode": per_call(lambda: bare.decode(data), 200),
+        "preprocess": per_call(lambda: bare.preprocess(img), 200),
+        "run": per_call(lambda: bare.run(session, labels, x), 200),
+        "total": per_call(lambda: bare.run(session, labels, bare.preprocess(bare.decode(data))), 200),
     }
 
 
@@ -109,14 +81,14 @@ def main() -> None:
 
     data = IMAGE.read_bytes()
     threads = default_threads()
-    bare = bare_warm(bundle, data, threads)
+    bare_t = bare_warm(bundle, data, threads)
     ours = lambdalite_warm(data, threads)
     _ = softmax  # the run step above includes softmax and top-k, as the bare path does
     rows = []
     for phase in ("decode", "preprocess", "run", "total"):
-        b, o = median_ms(bare[phase]), median_ms(ours[phase])
+        b, o = median_ms(bare_t[phase]), median_ms(ours[phase])
         rows.append(f"| {phase} | {b:.3f} | {o:.3f} | {o - b:+.3f} |")
-    overhead = median_ms(ours["total"]) - median_ms(bare["total"])
+    overhead = median_ms(ours["total"]) - median_ms(bare_t["total"])
     body = f"""{stamp()}
 
 Model: efficientnet-lite0 (fp32 ONNX, 224x224), image: `examples/chelsea.jpg` (451x300 JPEG).

@@ -97,6 +97,8 @@ class Function:
         self.max_body_bytes = max_body_bytes
         self.max_image_bytes = max_image_bytes or max_body_bytes
         self._fetch = fetch
+        if routes is None:
+            from .routes import route as routes
         self.routes = routes
         labels = getattr(model.task, "labels", None)
         # Seed 001 returns a score for every class; the other shapes default to the manifest's top_k.
