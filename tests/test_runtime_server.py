@@ -393,3 +393,19 @@ def test_instances_carry_nothing_of_the_emulator(caps):
         # sandbox.py ran as __main__ (python -m); nothing else of lambdalite came along.
         assert {m for m in loaded if m.startswith("lambdalite")} == {"lambdalite", "lambdalite.runtime"}
         assert loaded.isdisjoint(["asyncio", "click", "boto3", "botocore", "torch", "onnx"]), loaded
+
+
+def test_the_gateway_front_door_plugs_into_the_seam(caps):
+    from lambdalite.gateway import FrontDoor, GatewayConfig
+
+    thread = ServerThread(config("faults.echo"), caps)
+    thread.server.fallback = FrontDoor(GatewayConfig(), thread.server.invoke)
+    with thread as s:
+        request = urllib.request.Request(
+            f"{s.url}/predict?top=3", data=b'{"x": 1}', headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        event = answer["event"]  # an HTTP API (2.0) event, as the function sees it behind API Gateway
+        assert (event["version"], event["rawPath"], event["rawQueryString"]) == ("2.0", "/predict", "top=3")
+        assert event["body"] == '{"x": 1}' and event["isBase64Encoded"] is False

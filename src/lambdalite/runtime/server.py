@@ -16,7 +16,9 @@ The seam for an HTTP front door (API Gateway, `lambdalite.gateway`):
 
 * Every request on the serve port that is not the Invoke API goes to `fallback`, an async callable
   `(method, path, query, headers, body) -> (status, [(header, value), ...], body)`; `headers` has
-  lower-cased names. The default answers 404 `{"message": "Not Found"}`.
+  lower-cased names. The default answers 404 `{"message": "Not Found"}`. It may be set after
+  construction, since a front door usually needs the server's `invoke`:
+  `server.fallback = FrontDoor(GatewayConfig(), server.invoke)`.
 * `LambdaServer.invoke(payload, ...)` runs one invocation and returns an `InvokeResult` (status,
   payload bytes, `function_error`, `error_type`, the invocation's log, durations, request id). It
   raises `InvokeRefusedError` subclasses for service errors: `TooManyRequestsError` when throttled,
