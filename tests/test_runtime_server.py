@@ -409,3 +409,30 @@ def test_the_gateway_front_door_plugs_into_the_seam(caps):
         event = answer["event"]  # an HTTP API (2.0) event, as the function sees it behind API Gateway
         assert (event["version"], event["rawPath"], event["rawQueryString"]) == ("2.0", "/predict", "top=3")
         assert event["body"] == '{"x": 1}' and event["isBase64Encoded"] is False
+
+
+def test_runtime_api_refuses_out_of_order_calls(caps):
+    import http.client
+
+    with ServerThread(config("faults.sleep"), caps) as s:
+        s.invoke({})
+        slow = threading.Thread(target=s.invoke, args=({"sleep": 1.0},))
+        slow.start()
+        time.sleep(0.3)
+        [instance] = s.server.instances
+        conn = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=10)
+
+        def call(method: str, path: str, body: bytes = b"") -> tuple[int, dict]:
+            conn.request(method, path, body=body)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+
+        assert call("POST", "/2018-06-01/runtime/invocation/not-the-id/response", b"{}") == (
+            400,
+            {"errorMessage": "Invalid request ID", "errorType": "InvalidRequestID"},
+        )
+        assert call("POST", "/2018-06-01/runtime/init/error", b"{}")[0] == 403
+        assert call("GET", "/2020-01-01/extension/event/next")[0] == 404
+        conn.close()
+        slow.join()
+        assert json.loads(s.invoke({}).payload)["slept"] == 0  # the instance was not disturbed

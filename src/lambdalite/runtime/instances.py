@@ -202,11 +202,6 @@ class Instance:
         if job is None or not self.delivered or route.request_id != job.request_id:
             return protocol.runtime_error_reply(400, "InvalidRequestID", "Invalid request ID")
         self._drain(self.proc)
-        if route.action == "error":
-            error_type = request.header("lambda-runtime-function-error-type") or _error_type(request.body)
-            self._finish("error", request.body, error_type=error_type)
-            await asyncio.sleep(0)
-            return _ACCEPTED
         if request.body_dropped:
             self._finish("too_large", protocol.response_too_large_payload(), error_type="Function.ResponseSizeTooLarge")
             return protocol.runtime_error_reply(
@@ -214,7 +209,11 @@ class Instance:
                 "RequestEntityTooLarge",
                 f"Exceeded maximum allowed payload size ({protocol.RESPONSE_LIMIT} bytes).",
             )
-        self._finish("response", request.body, content_type=request.header("content-type") or "application/json")
+        if route.action == "error":
+            error_type = request.header("lambda-runtime-function-error-type") or _error_type(request.body)
+            self._finish("error", request.body, error_type=error_type)
+        else:
+            self._finish("response", request.body, content_type=request.header("content-type") or "application/json")
         await asyncio.sleep(0)  # let the caller's answer go out first; the runtime waits for 202 either way
         return _ACCEPTED
 

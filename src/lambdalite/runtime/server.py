@@ -44,7 +44,13 @@ from pathlib import Path
 
 import lambdalite
 
-from ..errors import FunctionNotFoundError, InvalidParameterValueError, InvokeRefusedError, TooManyRequestsError
+from ..errors import (
+    EmulatorError,
+    FunctionNotFoundError,
+    InvalidParameterValueError,
+    InvokeRefusedError,
+    TooManyRequestsError,
+)
 from . import protocol
 from .environment import lambda_environment
 from .http import HttpServer
@@ -445,6 +451,9 @@ class LambdaServer:
             )
         except InvokeRefusedError as exc:
             return protocol.service_error_reply(exc, request_id)
+        except (OSError, EmulatorError) as exc:  # an instance could not start: Lambda's ServiceException
+            self.log(f"lambdalite: cannot start an instance: {exc}")
+            return protocol.service_error_reply(InvokeRefusedError(f"cannot start an instance: {exc}"), request_id)
         headers = [("x-amzn-RequestId", result.request_id)]
         if result.status != 200:
             return Reply(result.status, headers)
