@@ -115,12 +115,15 @@ def test_boto3_resource_not_found_is_the_modeled_exception(client):
         client.invoke(FunctionName="probe", Qualifier="7", Payload=b"{}")
 
 
-def test_boto3_too_many_requests_is_the_modeled_exception(client):
+def test_boto3_too_many_requests_is_the_modeled_exception(client, serve):
     client.invoke(FunctionName="probe", Payload=b"{}")  # one warm instance, the maximum here
+    started = serve.stdout().count("START RequestId: ")
     slow = threading.Thread(target=client.invoke, kwargs={"FunctionName": "probe", "Payload": b'{"sleep": 1.5}'})
     slow.start()
     try:
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while serve.stdout().count("START RequestId: ") == started and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the slow invocation holds the instance
         with pytest.raises(client.exceptions.TooManyRequestsException) as info:
             client.invoke(FunctionName="probe", Payload=b"{}")
         assert info.value.response["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
@@ -146,9 +149,14 @@ def test_boto3_invalid_json_is_the_modeled_exception(client):
         client.invoke(FunctionName="probe", Payload=b"{not json")
 
 
-def test_boto3_event_and_dry_run(client):
+def test_boto3_event_and_dry_run(client, serve):
     event = client.invoke(FunctionName="probe", InvocationType="Event", Payload=b'{"async": true}')
     assert event["StatusCode"] == 202 and event["Payload"].read() == b""
+    report = f"REPORT RequestId: {event['ResponseMetadata']['RequestId']}\t"
+    deadline = time.monotonic() + 30
+    while report not in serve.stdout() and time.monotonic() < deadline:  # it runs after the 202
+        time.sleep(0.05)
+    assert report in serve.stdout()
     dry = client.invoke(FunctionName="probe", InvocationType="DryRun", Payload=b"{}")
     assert dry["StatusCode"] == 204
     with pytest.raises(client.exceptions.ResourceNotFoundException):

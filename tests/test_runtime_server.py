@@ -284,7 +284,9 @@ def test_throttling_and_the_opt_in_queue(caps):
         s.invoke({"sleep": 0})  # warm
         slow = threading.Thread(target=s.invoke, args=({"sleep": 1.0},))
         slow.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while not any(i.busy for i in s.server.instances) and time.monotonic() < deadline:
+            time.sleep(0.01)
         with pytest.raises(TooManyRequestsError):
             s.invoke({"sleep": 0})
         slow.join()
