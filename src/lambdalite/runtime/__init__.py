@@ -12,3 +12,5 @@
 
 Importing this package loads nothing; `sandbox` runs inside the function and stays tiny.
 """
+
+__all__: list[str] = []

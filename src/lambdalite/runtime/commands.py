@@ -23,7 +23,11 @@ import click
 
 from ..errors import EmulatorError, UsageError
 
-__all__ = ["invoke", "serve"]
+__all__ = [
+    "DEFAULT_HANDLER",
+    "invoke",
+    "serve",
+]
 
 DEFAULT_HANDLER = "lambdalite.handler.handler"
 _STATUS_EVERY_S = 10.0  # without a terminal, one summary line at most this often

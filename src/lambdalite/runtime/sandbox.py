@@ -27,7 +27,15 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["landlock_abi", "main"]
+__all__ = [
+    "CONFIG_ENV",
+    "enter",
+    "landlock_abi",
+    "main",
+    "private_tmp",
+    "probe",
+    "restrict_writes",
+]
 
 CONFIG_ENV = "_LAMBDALITE_SANDBOX"
 
