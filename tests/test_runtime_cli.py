@@ -133,3 +133,34 @@ def test_serve_the_demo_model_and_invoke_an_image(tmp_path, demo_bundle, chelsea
         assert top[0]["className"] in CAT_CLASSES
     report = [line for line in serve.stdout().splitlines() if line.startswith("REPORT")]
     assert len(report) == 1 and "\tMemory Size: 1024 MB\t" in report[0] and "Init Duration" in report[0]
+
+
+def test_sigterm_during_an_invocation_stops_everything(tmp_path):
+    import http.client
+    import threading
+    import time
+
+    with ServeProcess(tmp_path, "--handler", "faults.echo", "--code-dir", str(HANDLERS)) as serve:
+        outcome: list[object] = []
+
+        def slow_call() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", serve.port, timeout=60)
+            try:
+                conn.request("POST", "/2015-03-31/functions/function/invocations", body=b'{"sleep": 60}')
+                outcome.append(conn.getresponse().status)
+            except (OSError, http.client.HTTPException) as exc:
+                outcome.append(exc)
+            finally:
+                conn.close()
+
+        caller = threading.Thread(target=slow_call)
+        caller.start()
+        deadline = time.monotonic() + 30
+        while "START RequestId: " not in serve.stdout() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        started = time.monotonic()
+        assert serve.stop() == 0
+        assert time.monotonic() - started < 10
+        caller.join(30)
+    assert outcome and not isinstance(outcome[0], int)  # the caller's connection was closed, not answered
+    assert wait_until_gone(serve.mark) == []
