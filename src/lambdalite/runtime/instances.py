@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +28,7 @@ from dataclasses import dataclass, field
 from . import protocol
 from .http import HttpServer
 from .messages import FunctionConfig, Outcome, OutcomeKind, Reply, Request
+from .process import RuntimeProcess
 
 __all__ = ["Instance", "Job", "LogSink"]
 
@@ -54,23 +52,6 @@ class Job:
     lines: list[str] = field(default_factory=list)
 
 
-class _Process:
-    """One spawned runtime process: its pidfd and the pipe its stdout and stderr share."""
-
-    __slots__ = ("out_fd", "partial", "pidfd", "popen", "spawned_at")
-
-    def __init__(self, popen: subprocess.Popen[bytes], out_fd: int, spawned_at: float) -> None:
-        self.popen = popen
-        self.out_fd = out_fd
-        self.pidfd = os.pidfd_open(popen.pid)
-        self.partial = b""
-        self.spawned_at = spawned_at
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-
 class Instance:
     def __init__(
         self,
@@ -90,7 +71,7 @@ class Instance:
         self.sandbox = sandbox
         self.runtime = HttpServer(self._runtime_request, max_body=protocol.RESPONSE_LIMIT)
         self.port = 0
-        self.proc: _Process | None = None
+        self.proc: RuntimeProcess | None = None
         self.initialized = False
         self.init_ms: float | None = None  # reported once, on the invocation that paid for it
         self.dead = False
@@ -127,30 +108,19 @@ class Instance:
     def _spawn(self) -> None:
         env = dict(self.environment)
         env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{self.port}"
-        read_fd, write_fd = os.pipe()
-        os.set_blocking(read_fd, False)
-        spawned_at = time.perf_counter()
-        try:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "lambdalite.runtime.sandbox", self.config.handler],
-                stdin=subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
-                cwd=self.config.code_dir,
-                env=env,
-                start_new_session=True,  # its own process group: a kill takes its children too
-            )
-        finally:
-            os.close(write_fd)
-        proc = _Process(popen, read_fd, spawned_at)
+        proc = RuntimeProcess(
+            [sys.executable, "-m", "lambdalite.runtime.sandbox", self.config.handler],
+            cwd=self.config.code_dir,
+            env=env,
+            on_line=self._on_line,
+            on_exit=self._on_exit,
+        )
         self.proc = proc
         self.initialized = False
-        loop = asyncio.get_running_loop()
-        loop.add_reader(proc.out_fd, self._on_output, proc)
-        loop.add_reader(proc.pidfd, self._on_exit, proc)
         v = sys.version_info
         self._emit(f"INIT_START Runtime Version: python:{v.major}.{v.minor} (lambdalite, awslambdaric)")
         if not self.suppressed_init:
+            loop = asyncio.get_running_loop()
             self._init_timer = loop.call_later(self.config.init_budget_s, self._on_init_budget, proc)
         self._watch_memory()
 
@@ -169,17 +139,13 @@ class Instance:
 
     def kill(self) -> None:
         """SIGKILL the whole process group; the exit callback does the rest."""
-        proc = self.proc
-        if proc is not None and proc.popen.returncode is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        if self.proc is not None:
+            self.proc.kill()
 
     async def close(self) -> None:
         self.retiring = True
         self.kill()
-        if self.proc is not None and self.proc.popen.returncode is None:
+        if self.proc is not None and self.proc.alive:
             try:
                 await asyncio.wait_for(self._exited.wait(), 5)
             except TimeoutError:
@@ -201,7 +167,8 @@ class Instance:
         job = self.job
         if job is None or not self.delivered or route.request_id != job.request_id:
             return protocol.runtime_error_reply(400, "InvalidRequestID", "Invalid request ID")
-        self._drain(self.proc)
+        if self.proc is not None:
+            self.proc.drain()  # lines printed before the answer belong to this invocation
         if request.body_dropped:
             self._finish("too_large", protocol.response_too_large_payload(), error_type="Function.ResponseSizeTooLarge")
             return protocol.runtime_error_reply(
@@ -273,7 +240,8 @@ class Instance:
     def _init_error(self, request: Request) -> Reply:
         if self.initialized:
             return protocol.runtime_error_reply(403, "InvalidStateTransition", "init already completed")
-        self._drain(self.proc)
+        if self.proc is not None:
+            self.proc.drain()
         error_type = request.header("lambda-runtime-function-error-type") or _error_type(request.body)
         self._fail_init(request.body, error_type or "Runtime.Unknown", "error")
         return _ACCEPTED
@@ -369,7 +337,7 @@ class Instance:
             "timeout", protocol.timeout_payload(job.request_id, self.config.timeout_s), error_type="Sandbox.Timedout"
         )
 
-    def _on_init_budget(self, proc: _Process) -> None:
+    def _on_init_budget(self, proc: RuntimeProcess) -> None:
         """Init ran past 10 s: Lambda kills it and retries init inside the invocation (a suppressed init)."""
         self._init_timer = None
         if proc is not self.proc or self.initialized or self.dead:
@@ -387,17 +355,7 @@ class Instance:
         self._timer = asyncio.get_running_loop().call_at(self._deadline(), self._on_timeout)
         self._spawn()
 
-    def _on_exit(self, proc: _Process) -> None:
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(proc.pidfd)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # anything it left in its group; the pid is not reaped yet
-        except (ProcessLookupError, PermissionError):
-            pass
-        returncode = proc.popen.wait()
-        os.close(proc.pidfd)
-        self._drain(proc)
-        self._close_output(proc)
+    def _on_exit(self, proc: RuntimeProcess, returncode: int) -> None:
         if proc is not self.proc:  # a process we replaced (suppressed init)
             return
         job = self.job
@@ -447,9 +405,9 @@ class Instance:
     def _poll_memory(self) -> None:
         self._memory_timer = None
         proc = self.proc
-        if proc is None or self.dead or proc.popen.returncode is not None:
+        if proc is None or self.dead or not proc.alive:
             return
-        rss_kb, hwm_kb = _memory_kb(proc.pid)
+        rss_kb, hwm_kb = proc.memory_kb()
         self.peak_mb = max(self.peak_mb, math.ceil(hwm_kb / 1024))
         if rss_kb > self.config.memory_mb * 1024:
             self._out_of_memory()
@@ -471,45 +429,15 @@ class Instance:
             self._finish("oom", payload, error_type="Runtime.OutOfMemory")
 
     def _max_memory_mb(self) -> int:
-        proc = self.proc
-        if proc is not None and proc.popen.returncode is None:
-            _, hwm_kb = _memory_kb(proc.pid)
+        if self.proc is not None and self.proc.alive:
+            _, hwm_kb = self.proc.memory_kb()
             self.peak_mb = max(self.peak_mb, math.ceil(hwm_kb / 1024))
         return self.peak_mb
 
     # -- output --------------------------------------------------------------------------------------
 
-    def _on_output(self, proc: _Process) -> None:
-        self._drain(proc)
-
-    def _drain(self, proc: _Process | None) -> None:
-        """Read everything the process has written so far, without blocking."""
-        if proc is None or proc.out_fd < 0:
-            return
-        while True:
-            try:
-                data = os.read(proc.out_fd, 65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self._close_output(proc)
-                return
-            lines = (proc.partial + data).split(b"\n")
-            proc.partial = lines.pop()
-            for line in lines:
-                self._emit(line.decode("utf-8", "replace"), from_function=True)
-
-    def _close_output(self, proc: _Process) -> None:
-        if proc.out_fd < 0:
-            return
-        if proc.partial:
-            self._emit(proc.partial.decode("utf-8", "replace"), from_function=True)
-            proc.partial = b""
-        asyncio.get_running_loop().remove_reader(proc.out_fd)
-        os.close(proc.out_fd)
-        proc.out_fd = -1
+    def _on_line(self, line: str) -> None:
+        self._emit(line, from_function=True)
 
     def _emit(self, line: str, *, from_function: bool = False) -> None:
         self.log(line)
@@ -529,21 +457,3 @@ def _error_type(body: bytes) -> str | None:
         return None
     error_type = value.get("errorType") if isinstance(value, dict) else None
     return error_type if isinstance(error_type, str) else None
-
-
-def _memory_kb(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of a process in kB, from /proc; zeros once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            status = f.read()
-    except OSError:
-        return 0, 0
-    return _field_kb(status, b"VmRSS:"), _field_kb(status, b"VmHWM:")
-
-
-def _field_kb(status: bytes, name: bytes) -> int:
-    start = status.find(name)
-    if start < 0:
-        return 0
-    end = status.find(b"\n", start)
-    return int(status[start + len(name) : end].split()[0])
