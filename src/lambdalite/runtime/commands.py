@@ -47,7 +47,13 @@ _STATUS_EVERY_S = 10.0  # without a terminal, one summary line at most this ofte
 @click.option("--memory", default=1024, show_default=True, type=click.IntRange(128, 10240), help="Memory size, MB.")
 @click.option("--timeout", default=30, show_default=True, type=click.IntRange(1, 900), help="Function timeout, s.")
 @click.option("--max-concurrency", type=click.IntRange(min=1), help="Most instances at once [default: CPU count].")
-@click.option("--idle-timeout", default=300.0, show_default=True, type=click.FloatRange(min=0.1), help="Stop instances idle this long, s.")
+@click.option(
+    "--idle-timeout",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Stop instances idle this long, s.",
+)
 @click.option(
     "--ephemeral-storage", default=512, show_default=True, type=click.IntRange(512, 10240), help="/tmp size, MB."
 )
