@@ -317,7 +317,7 @@ The emulator's own cost per warm invoke (no-op handler): **{noop_over:+.3f} ms**
 also holds the JSON round trip of the image through the runtime client, and the noise of a
 {model_in:.0f} ms inference on a shared 2-CPU machine.
 
-**Throughput** (both servers up and warm, `--queue`, 2 client threads per instance sending
+**Throughput** (every server up and warm, `--queue`, 2 client threads per instance sending
 {opts.requests} requests each per burst, {opts.rounds} bursts per setting alternated, median):
 
 {throughput_table}
