@@ -66,3 +66,40 @@ def write_tiny_bundle(root: Path, **overrides: object) -> Bundle:
     }
     args.update(overrides)
     return write_bundle(root, **args)  # type: ignore[arg-type]
+
+
+def tiny_torchscript(size: int | None = None) -> bytes:
+    """The tiny network as TorchScript (needs torch): (N, 3, H, W) -> (N, 4) logits, any H, W."""
+    import io
+
+    import torch
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("w", torch.from_numpy(TINY_WEIGHTS.copy()))
+            self.register_buffer("b", torch.from_numpy(TINY_BIAS.copy()))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=(2, 3)) @ self.w + self.b
+
+    module = torch.jit.script(Tiny().eval())
+    buf = io.BytesIO()
+    torch.jit.save(module, buf)
+    return buf.getvalue()
+
+
+def seed004_archive(
+    path: Path, model: bytes, labels: list[str] | None = None, model_name: str = "resnet50_jit.pth"
+) -> Path:
+    """A `model.tar.gz` laid out as seed 004 makes it: the TorchScript file and classes.txt."""
+    import io
+    import tarfile
+
+    classes = ("\n".join(labels or TINY_LABELS) + "\n").encode()
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in ((model_name, model), ("classes.txt", classes)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path

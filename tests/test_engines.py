@@ -62,3 +62,36 @@ def test_threads_from_the_environment(monkeypatch):
     monkeypatch.delenv("LAMBDALITE_THREADS")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
     assert default_threads() == 1
+
+
+def test_every_engine_gives_the_same_answer_on_the_same_network():
+    """The tiny network as ONNX, TorchScript and TFLite (NHWC): one answer within tolerance."""
+    pytest.importorskip("torch")
+    from pathlib import Path
+
+    from models import tiny_torchscript
+
+    x = np.random.default_rng(4).random((2, 3, 8, 8), dtype=np.float32)
+    onnx_engine = load_engine("onnxruntime", tiny_classifier_onnx(), threads=1)
+    torch_engine = load_engine("torchscript", tiny_torchscript(), threads=1)
+    tflite = (Path(__file__).parent / "fixtures" / "tiny.tflite").read_bytes()
+    litert_engine = load_engine("litert", tflite, threads=1)
+    [a] = onnx_engine.run({"pixels": x})
+    [b] = torch_engine.run({"input": x})
+    [c] = litert_engine.run({"pixels": x.transpose(0, 2, 3, 1)})
+    want = tiny_reference(x)
+    for got in (a, b, c):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_torchscript_engine_errors_are_clean():
+    pytest.importorskip("torch")
+    from models import tiny_torchscript
+
+    with pytest.raises(EngineError, match="cannot load the model as TorchScript"):
+        load_engine("torchscript", b"PK\x03\x04 not really a zip", threads=1)
+    engine = load_engine("torchscript", tiny_torchscript(), threads=1)
+    with pytest.raises(EngineError, match="torch failed to run the model"):
+        engine.run({"input": np.zeros((1, 5, 8), np.float32)})
+    with pytest.raises(EngineError, match="takes one input"):
+        engine.run({"a": np.zeros(1, np.float32), "b": np.zeros(1, np.float32)})

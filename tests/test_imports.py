@@ -52,3 +52,20 @@ def test_instance_bootstrap_imports_only_the_sandbox():
         "lambdalite.runtime.sandbox",
     }
     assert loaded.isdisjoint([*FORBIDDEN, "asyncio", "subprocess", "numpy", "PIL"]), loaded
+
+
+REMOTE_MODULES = """
+import json, sys
+import lambdalite.sources, lambdalite.remote, lambdalite.https, lambdalite.importer, lambdalite.function
+from lambdalite.sources import reference_from_env
+reference_from_env({"MODEL_BUCKET": "b", "MODEL_KEY": "k"})
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def test_remote_sources_load_boto3_only_for_an_s3_download():
+    """Naming an s3:// model costs nothing until it is downloaded (tests/test_s3.py covers that)."""
+    proc = subprocess.run([sys.executable, "-c", REMOTE_MODULES], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout))
+    assert loaded.isdisjoint([*FORBIDDEN, "ai_edge_litert", "onnxruntime"]), loaded & {*FORBIDDEN, "onnxruntime"}

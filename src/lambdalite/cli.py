@@ -34,6 +34,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "invoke": "lambdalite.runtime.commands:invoke",
     "invoke-local": "lambdalite.invoke_local:invoke_local",
     "serve": "lambdalite.runtime.commands:serve",
+    "import": "lambdalite.convert_cli:import_command",
+    "export": "lambdalite.convert_cli:export_command",
 }
 
 

@@ -3,7 +3,8 @@
     LambdaliteError                 base: one-line message in str(), exit_code 1, HTTP 500
     ├── UsageError                  the CLI was called wrongly (exit code 2)
     ├── ModelNotFoundError          a model reference names nothing we can find
-    ├── SourceError                 a model source (file, https, s3) failed: missing, denied, timed out
+    ├── SourceError                 a model source (file, https, s3) failed: missing, denied, refused
+    │   └── SourceTimeoutError      a model download timed out
     ├── BundleError                 a bundle or its manifest is invalid (the message names the key)
     │   ├── ChecksumError           a file's sha256 differs from the manifest or the pinned digest
     │   └── UnsafeArchiveError      an archive tries to escape, link, or is too big
@@ -59,6 +60,7 @@ __all__ = [
     "PayloadTooLargeError",
     "RequestTooLargeError",
     "SourceError",
+    "SourceTimeoutError",
     "TooManyRequestsError",
     "TrustError",
     "URLRefusedError",
@@ -99,6 +101,10 @@ class ModelNotFoundError(LambdaliteError):
 
 class SourceError(LambdaliteError):
     """Raised when a model source cannot be read: a missing object, access denied, a timeout."""
+
+
+class SourceTimeoutError(SourceError, TimeoutError):
+    """Raised when connecting to a model source or reading from it took longer than allowed."""
 
 
 class BundleError(LambdaliteError):

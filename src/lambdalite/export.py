@@ -18,7 +18,7 @@ from pathlib import Path
 import onnx
 import torch
 
-__all__ = ["OPSET", "export_onnx", "quiet"]
+__all__ = ["OPSET", "export_onnx", "load_factory", "quiet"]
 
 OPSET = 17
 
@@ -55,3 +55,32 @@ def export_onnx(
         )
     onnx.checker.check_model(str(out))
     return out
+
+
+def load_factory(spec: str) -> torch.nn.Module:
+    """The module a `package.module:factory` names: a callable returning an nn.Module, or one."""
+    import importlib
+    import os
+    import sys
+
+    from .errors import UsageError
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UsageError(f"{spec!r}: write module:factory, e.g. mypkg.models:build")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would: modules beside the user
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UsageError(f"cannot import {module_name!r}: no such module (run from its directory)") from exc
+        raise UsageError(f"importing {module_name!r} failed: {exc}") from exc
+    try:
+        target = getattr(module, attr)
+    except AttributeError:
+        raise UsageError(f"{module_name!r} has no attribute {attr!r}") from None
+    made = target if isinstance(target, torch.nn.Module) else target() if callable(target) else target
+    if not isinstance(made, torch.nn.Module):
+        raise UsageError(f"{spec} gave a {type(made).__name__}, not a torch.nn.Module")
+    return made.eval()

@@ -53,9 +53,12 @@ def model_reference_from_env(env: Mapping[str, str]) -> str:
     explicit = env.get("LAMBDALITE_MODEL")
     if explicit:
         return explicit
-    bucket, key = env.get("MODEL_BUCKET"), env.get("MODEL_KEY")
-    if bucket and key:
-        return f"s3://{bucket}/{key.lstrip('/')}"
+    if env.get("MODEL_BUCKET") or env.get("MODEL_KEY"):
+        from .sources import reference_from_env  # quotes the key, pins MODEL_SHA256, names a missing half
+
+        reference = reference_from_env(env)
+        if reference:
+            return reference
     root = Path(env.get("LAMBDA_TASK_ROOT") or os.getcwd())
     for candidate in (root / "model", root):
         if (candidate / "lambdalite.json").is_file():

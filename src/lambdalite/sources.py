@@ -1,32 +1,98 @@
 """Model references: every place a model is named takes the same string.
 
-    efficientnet-lite0            a zoo name (built into the cache on first use)
-    ./my-bundle/                  a bundle directory (holds lambdalite.json)
-    ./my-bundle.tar.gz            a packed bundle (unpacked once into the cache)
-    https://host/model.tar.gz     (remote sources; each scheme registers a fetcher in SCHEMES)
-    s3://bucket/key
+    efficientnet-lite0                  a zoo name (built into the cache on first use)
+    ./my-bundle/                        a bundle directory (holds lambdalite.json)
+    ./my-bundle.tar.gz                  a packed bundle (unpacked once into the cache)
+    ./model.tar.gz                      a SageMaker / seed-004 archive (TorchScript + classes.txt)
+    https://host/model.tar.gz           downloaded once into the cache; #sha256=<hex> pins it
+    s3://bucket/key                     the same through boto3 (?versionId=... for a version)
 
-`resolve` turns a reference into a local bundle directory. Remote schemes fetch into the cache
-and hand the local file to the same path as a `.tar.gz` reference.
+`resolve` turns a reference into a local bundle directory. Remote schemes download into the
+cache through `lambdalite.remote` (each scheme registers a fetcher in SCHEMES; boto3 is
+imported only when an s3:// reference is resolved). A model archive that is not a bundle (a
+seed-004 `model.tar.gz`: a TorchScript file and `classes.txt`) is served as it is with the
+torchscript engine when torch is installed; `lambdalite import` converts it to an ONNX bundle
+that needs no torch.
+
+Seed 004 names its model with `MODEL_BUCKET` and `MODEL_KEY`; `reference_from_env` turns the
+environment into a reference (`LAMBDALITE_MODEL` first).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .bundle import MANIFEST_NAME
-from .cache import cache_home, entry_lock
+from .cache import cache_home, entry_lock, touch
 from .errors import ModelNotFoundError, SourceError
 from .progress import Progress, Quiet
 from .zoo import ZOO, ensure_built
 
-__all__ = ["SCHEMES", "resolve", "unpack_bundle_archive"]
+if TYPE_CHECKING:
+    from .remote import Stream
 
-_SHOW_UNPACK_BYTES = 16 * 2**20
+__all__ = ["SCHEMES", "reference_from_env", "resolve", "unpack_bundle_archive"]
+
+
+def _open_https(url: str) -> Stream:
+    from .https import open_url
+
+    return open_url(url)
+
+
+def _open_s3(url: str) -> Stream:
+    from .s3 import open_object  # boto3 is imported here: only when an object is downloaded
+
+    return open_object(url)
+
+
+def _fetch_https(ref: str, progress: Progress) -> Path:
+    from .remote import fetch
+
+    return fetch(ref, _open_https, progress)
+
+
+def _fetch_s3(ref: str, progress: Progress) -> Path:
+    from .remote import fetch
+
+    return fetch(ref, _open_s3, progress)
+
+
 # scheme -> fetcher(reference, progress) -> local file or directory
-SCHEMES: dict[str, Callable[[str, Progress], Path]] = {}
+SCHEMES: dict[str, Callable[[str, Progress], Path]] = {
+    "https": _fetch_https,
+    "http": _fetch_https,
+    "s3": _fetch_s3,
+}
+
+
+def reference_from_env(environ: Mapping[str, str]) -> str | None:
+    """The model reference an environment names: `LAMBDALITE_MODEL`, else seed 004's pair.
+
+    `MODEL_BUCKET` + `MODEL_KEY` become `s3://MODEL_BUCKET/MODEL_KEY`, pinned with
+    `#sha256=MODEL_SHA256` when that is set too. None when the environment names no model.
+    """
+    explicit = environ.get("LAMBDALITE_MODEL", "").strip()
+    if explicit:
+        return explicit
+    bucket = environ.get("MODEL_BUCKET", "").strip()
+    key = environ.get("MODEL_KEY", "").strip()
+    if not bucket and not key:
+        return None
+    if not bucket or not key:
+        missing = "MODEL_KEY" if bucket else "MODEL_BUCKET"
+        raise ModelNotFoundError(f"MODEL_BUCKET and MODEL_KEY go together; {missing} is not set")
+    if bucket.startswith("s3://"):
+        bucket = bucket[5:]
+    from urllib.parse import quote
+
+    ref = f"s3://{bucket.strip('/')}/{quote(key.lstrip('/'), safe='/!-_.*()~')}"
+    pin = environ.get("MODEL_SHA256", "").strip()
+    return f"{ref}#sha256={pin}" if pin else ref
 
 
 def _fingerprint(path: Path) -> str:
@@ -43,23 +109,44 @@ def unpack_bundle_archive(archive: Path, progress: Progress | None = None) -> Pa
         key = _fingerprint(archive)
     except OSError as exc:
         raise SourceError(f"cannot read {archive}: {exc.strerror}") from exc
-    dest = cache_home() / "bundles" / key
-    if (dest / MANIFEST_NAME).is_file():
-        return dest
-    with entry_lock(dest):
-        if not (dest / MANIFEST_NAME).is_file():
-            from .archive import extract_archive
+    entry = cache_home() / "bundles" / key
+    root = _unpacked(entry)
+    if root is not None:
+        return root
+    with entry_lock(entry):
+        root = _unpacked(entry)
+        if root is None:
+            import shutil
+            import tempfile
 
-            shown = progress if progress is not None and archive.stat().st_size > _SHOW_UNPACK_BYTES else Quiet()
-            with shown.step(f"Unpacking {archive.name}"):
-                extract_archive(archive, dest)
-    root = dest
-    if not (root / MANIFEST_NAME).is_file():
-        # A bundle packed with its directory as the top entry.
-        subdirs = [p for p in root.iterdir() if p.is_dir()]
-        if len(subdirs) == 1 and (subdirs[0] / MANIFEST_NAME).is_file():
-            return subdirs[0]
+            from .cache import make_room
+            from .remote import materialize
+
+            make_room(2 * archive.stat().st_size)
+            work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=entry.parent))
+            try:
+                materialize(archive, work / "bundle", str(archive), progress or Quiet())
+                os.rename(work, entry)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    root = _unpacked(entry)
+    if root is None:  # pragma: no cover - we just made it
+        raise ModelNotFoundError(f"{archive}: unpacked, but no bundle was found in it")
     return root
+
+
+def _unpacked(entry: Path) -> Path | None:
+    """The bundle root inside an unpacked entry (a bundle may be packed inside a top directory)."""
+    top = entry / "bundle"
+    if (top / MANIFEST_NAME).is_file():
+        touch(entry)
+        return top
+    if top.is_dir():
+        subdirs = [p for p in top.iterdir() if p.is_dir()]
+        if len(subdirs) == 1 and (subdirs[0] / MANIFEST_NAME).is_file():
+            touch(entry)
+            return subdirs[0]
+    return None
 
 
 def resolve(ref: str, progress: Progress | None = None) -> Path:

@@ -33,7 +33,7 @@ __all__ = [
 ENGINE_MODULES = {
     "onnxruntime": ("lambdalite.engines.onnx", "onnxruntime", "onnxruntime"),
     "litert": ("lambdalite.engines.litert", "ai_edge_litert", "ai-edge-litert (pip install 'lambdalite[tflite]')"),
-    "torchscript": ("lambdalite.engines.torchscript", "torch", "torch (pip install 'lambdalite[export]')"),
+    "torchscript": ("lambdalite.engines.torchscript", "torch", "torch (pip install 'lambdalite[torch]')"),
 }
 MB_PER_VCPU = 1769  # Lambda gives one vCPU's worth of CPU per 1,769 MB of memory.
 

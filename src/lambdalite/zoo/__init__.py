@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..bundle import MANIFEST_NAME
-from ..cache import cache_home, entry_lock
+from ..cache import cache_home, entry_lock, touch
 from ..errors import EngineError, ModelNotFoundError
 from ..progress import Progress, Quiet
 
@@ -36,6 +36,13 @@ ZOO: dict[str, ZooModel] = {
             "image-classification",
             "EfficientNet-Lite0, ImageNet-1k (1000 classes), 224x224, fp32 ONNX",
             "lambdalite.zoo.efficientnet:build_lite0",
+            "1",
+        ),
+        ZooModel(
+            "efficientnet-lite0-int8",
+            "image-classification",
+            "EfficientNet-Lite0, static int8 (QDQ, per-channel), calibrated offline on scikit-image photos",
+            "lambdalite.zoo.efficientnet:build_lite0_int8",
             "1",
         ),
     )
@@ -67,6 +74,7 @@ def ensure_built(name: str, progress: Progress | None = None) -> Path:
         raise ModelNotFoundError(f"unknown zoo model {name!r} (the zoo has: {', '.join(sorted(ZOO))})")
     path = built_path(name)
     if (path / MANIFEST_NAME).is_file():
+        touch(path)
         return path
     progress = progress or Quiet()
     import shutil

@@ -19,7 +19,7 @@ from ..bundle import InputSpec, OutputSpec, write_bundle
 from ..export import export_onnx, quiet
 from ..progress import Progress
 
-__all__ = ["INPUT", "build_lite0", "imagenet_labels", "lite0_module"]
+__all__ = ["INPUT", "build_lite0", "build_lite0_int8", "imagenet_labels", "lite0_module"]
 
 INPUT = InputSpec(
     size=(224, 224),
@@ -73,3 +73,36 @@ def build_lite0(out: Path, progress: Progress) -> None:
             "dataset": "ImageNet-1k",
         },
     )
+
+
+def build_lite0_int8(out: Path, progress: Progress) -> None:
+    """Static int8 from the fp32 zoo bundle, calibrated on scikit-image photos (offline)."""
+    from ..bundle import open_bundle
+    from ..errors import EngineError
+    from ..quantize import quantize_bundle
+    from . import ensure_built
+    from .calibration import calibration_images, held_out_images
+
+    try:
+        import skimage  # noqa: F401  (the calibration photos ship in its wheel)
+    except ImportError as exc:
+        raise EngineError(
+            "building efficientnet-lite0-int8 needs scikit-image for its offline calibration photos: "
+            "pip install 'lambdalite[export]'"
+        ) from exc
+
+    source = open_bundle(ensure_built("efficientnet-lite0", progress))
+    with progress.step("Preparing calibration images (scikit-image photos, augmented)"):
+        calibration = calibration_images()
+        held_out = held_out_images()
+    _, report = quantize_bundle(
+        source,
+        out,
+        calibration,
+        held_out,
+        progress,
+        name="efficientnet-lite0-int8",
+        metadata={"calibration": "scikit-image 0.26 sample photos, seeded crops/flips/colour gains"},
+    )
+    for line in report.lines():
+        progress.note(line)
