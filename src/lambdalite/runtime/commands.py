@@ -64,6 +64,20 @@ _STATUS_EVERY_S = 10.0  # without a terminal, one summary line at most this ofte
     help='SAM-style env.json: {"FunctionLogicalId": {...}} or {"Parameters": {...}}.',
 )
 @click.option("--queue", is_flag=True, help="Queue invocations when every instance is busy (default: 429).")
+@click.option(
+    "--api",
+    type=click.Choice(["http", "rest"]),
+    default="http",
+    show_default=True,
+    help="The API Gateway in front: an HTTP API (payload 2.0) or a REST API (payload 1.0).",
+)
+@click.option(
+    "--binary-media-types",
+    default="",
+    metavar="TYPES",
+    help="REST API only: comma-separated binary media types, e.g. 'image/*,multipart/form-data' "
+    "(without them binary uploads arrive as mangled text, as on AWS).",
+)
 @click.option("--init-budget", default=10.0, hidden=True, type=click.FloatRange(min=0.1))
 def serve(
     model: str | None,
@@ -80,6 +94,8 @@ def serve(
     env_pairs: tuple[str, ...],
     env_vars: Path | None,
     queue: bool,
+    api: str,
+    binary_media_types: str,
     init_budget: float,
 ) -> None:
     """Run MODEL as a local Lambda function: the Invoke API on --port, instances on demand.
@@ -133,25 +149,43 @@ def serve(
         queue=queue,
         init_budget_s=init_budget,
     )
-    asyncio.run(_serve(config, host, port))
+    if binary_media_types and api != "rest":
+        raise UsageError("--binary-media-types applies to --api rest (HTTP APIs base64 every binary body)")
+    from ..gateway import GatewayConfig
+
+    gateway = GatewayConfig(api, binary_media_types.split(","))  # type: ignore[arg-type]
+    asyncio.run(_serve(config, host, port, gateway))
+
+
+def _gateway_refusal(exc: BaseException) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """What API Gateway answers when Lambda refuses the invocation (throttled, too large)."""
+    from ..errors import InvokeRefusedError
+
+    if not isinstance(exc, InvokeRefusedError):
+        return None
+    message = {429: "Too Many Requests", 413: "Request Too Long"}.get(exc.status, "Internal Server Error")
+    status = exc.status if exc.status in (413, 429) else 500
+    return status, [("Content-Type", "application/json")], json.dumps({"message": message}).encode()
 
 
 def _function_name(bundle_name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]+", "-", bundle_name).strip("-")[:64] or "function"
 
 
-async def _serve(config: Any, host: str, port: int) -> None:
+async def _serve(config: Any, host: str, port: int, gateway: Any) -> None:
+    from ..gateway import FrontDoor
     from .server import LambdaServer
 
     console = _Console(sys.stdout, sys.stderr)
     server = LambdaServer(config, log=console.line)
+    server.fallback = FrontDoor(gateway, server.invoke, refused=_gateway_refusal)
     try:
         bound = await server.start(host, port)
     except OSError as exc:
         await server.close()
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise EmulatorError(f"cannot listen on {host}:{port}: {reason}") from exc
-    console.banner(server, host, bound)
+    console.banner(server, host, bound, gateway)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -222,7 +256,7 @@ class _Console:
             self.err.write(text + "\n")
         self.err.flush()
 
-    def banner(self, server: Any, host: str, port: int) -> None:
+    def banner(self, server: Any, host: str, port: int, gateway: Any) -> None:
         c = server.config
         caps = server.caps
         model = f" (model {c.model_dir})" if c.model_dir else ""
@@ -234,6 +268,12 @@ class _Console:
             f"{', queued' if c.queue else ''}",
             f"  Invoke API  http://{host}:{port}/2015-03-31/functions/{c.name}/invocations  (or .../function/...)",
         ]
+        kind = (
+            "HTTP API, payload 2.0"
+            if gateway.api == "http"
+            else ("REST API, payload 1.0, binary media types: " + (", ".join(gateway.binary_media_types) or "none"))
+        )
+        lines.append(f"  API Gateway http://{host}:{port}/  ({kind}; the page at /, POST /predict)")
         if caps.mount:
             lines.append(
                 f"  sandbox     private tmpfs /tmp, read-only filesystem, Landlock ABI {caps.landlock or 'missing'}"

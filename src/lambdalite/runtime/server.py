@@ -427,6 +427,8 @@ class LambdaServer:
     async def handle(self, request: Request) -> Reply:
         raw_name = protocol.match_invoke(request.method, request.path)
         if raw_name is None:
+            if request.body_dropped:  # over API Gateway's 10 MB: the front door never sees it
+                return Reply(413, [("Content-Type", "application/json")], b'{"message":"Request Too Long"}')
             status, headers, body = await self.fallback(
                 request.method, request.path, request.query, request.headers, request.body
             )
