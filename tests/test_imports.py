@@ -41,6 +41,27 @@ from lambdalite.deploy import commands
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
 
+
+SANDBOX_PATH = """
+import json, sys
+import lambdalite.runtime.sandbox
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_instance_bootstrap_imports_only_the_sandbox():
+    """Every emulator instance runs lambdalite.runtime.sandbox before awslambdaric: it must stay tiny."""
+    proc = subprocess.run([sys.executable, "-c", SANDBOX_PATH], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout))
+    assert {m for m in loaded if m.startswith("lambdalite")} == {
+        "lambdalite",
+        "lambdalite.runtime",
+        "lambdalite.runtime.sandbox",
+    }
+    assert loaded.isdisjoint([*FORBIDDEN, "asyncio", "subprocess", "numpy", "PIL"]), loaded
+
+
 REMOTE_MODULES = """
 import json, sys
 import lambdalite.sources, lambdalite.remote, lambdalite.https, lambdalite.importer, lambdalite.function
