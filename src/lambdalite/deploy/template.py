@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import DeployError, UsageError
+from .package import HANDLER
 
 __all__ = [
     "BINARY_MEDIA_TYPES",
@@ -216,7 +217,7 @@ def sam_template(
             function["Metadata"] = {"Dockerfile": "Dockerfile", "DockerContext": code, "DockerTag": "latest"}
     else:
         props["Runtime"] = spec.runtime
-        props["Handler"] = "lambdalite.handler.handler"
+        props["Handler"] = HANDLER
         props["CodeUri"] = code
     if layer is not None:
         props["Layers"] = [{"Ref": "DependenciesLayer"}]
