@@ -214,3 +214,50 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if "aws" not in item.keywords]
+
+
+def lambda_interpreter(version: str) -> str | None:
+    """A local Python `version` ("3.12"): on PATH, or a pyenv install. None if there is none."""
+    import glob
+    import shutil
+
+    candidates = [shutil.which(f"python{version}") or ""]
+    candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))
+    for exe in candidates:
+        if not exe:
+            continue
+        proc = subprocess.run(
+            [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+        )
+        if proc.returncode == 0 and proc.stdout.strip() == version:
+            return exe
+    return None
+
+
+# The Lambda runtime the artifact tests build for. python3.12 (Amazon Linux 2023) is what the pinned
+# wheels load on; python3.11 runs on Amazon Linux 2, whose glibc 2.26 they do not support.
+ARTIFACT_PYTHON = "3.12"
+
+
+@pytest.fixture(scope="session")
+def artifact_python() -> str:
+    exe = lambda_interpreter(ARTIFACT_PYTHON)
+    if exe is None:
+        pytest.skip(f"no Python {ARTIFACT_PYTHON} here to run a python{ARTIFACT_PYTHON} Lambda artifact")
+    return exe
+
+
+@pytest.fixture(scope="session")
+def lite0_build(tmp_path_factory: pytest.TempPathFactory, demo_bundle: Path, artifact_python: str) -> tuple[Path, str]:
+    """`lambdalite build efficientnet-lite0 -o DIR` run as users run it: (DIR, what it printed)."""
+    out = tmp_path_factory.mktemp("lite0-build")
+    env = {**os.environ, "PATH": f"{Path(artifact_python).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "lambdalite"), "build", "efficientnet-lite0", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out, proc.stdout

@@ -61,6 +61,34 @@ def test_trusted_pipeline_path_imports_nothing_heavy(tmp_path):
     assert loaded.isdisjoint(FORBIDDEN), loaded & set(FORBIDDEN)
 
 
+TOOLKIT_PATH = """
+import json, sys
+from lambdalite.cli import cli
+from lambdalite.deploy import commands
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+SANDBOX_PATH = """
+import json, sys
+import lambdalite.runtime.sandbox
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_instance_bootstrap_imports_only_the_sandbox():
+    """Every emulator instance runs lambdalite.runtime.sandbox before awslambdaric: it must stay tiny."""
+    proc = subprocess.run([sys.executable, "-c", SANDBOX_PATH], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout))
+    assert {m for m in loaded if m.startswith("lambdalite")} == {
+        "lambdalite",
+        "lambdalite.runtime",
+        "lambdalite.runtime.sandbox",
+    }
+    assert loaded.isdisjoint([*FORBIDDEN, "asyncio", "subprocess", "numpy", "PIL"]), loaded
+
+
 REMOTE_MODULES = """
 import json, sys
 import lambdalite.sources, lambdalite.remote, lambdalite.https, lambdalite.importer, lambdalite.function
@@ -68,6 +96,16 @@ from lambdalite.sources import reference_from_env
 reference_from_env({"MODEL_BUCKET": "b", "MODEL_KEY": "k"})
 print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 """
+
+
+def test_deploy_commands_load_aws_libraries_only_when_run():
+    """`lambdalite --help` and the build/deploy commands' definitions import no boto3 or SAM translator."""
+    proc = subprocess.run([sys.executable, "-c", TOOLKIT_PATH], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout))
+    assert "click" in loaded
+    heavy = {"boto3", "botocore", "samtranslator", "cfnlint", "numpy", "onnxruntime", "torch"}
+    assert loaded.isdisjoint(heavy), loaded & heavy
 
 
 def test_remote_sources_load_boto3_only_for_an_s3_download():

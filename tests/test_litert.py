@@ -151,3 +151,37 @@ def test_seed001_function_answers_label_to_score_with_the_tflite_fixture(tmp_pat
     modules = set(json.loads(next(line for line in lines if line.startswith("MODULES "))[8:]))
     assert "ai_edge_litert" in modules
     assert modules.isdisjoint({"torch", "onnx", "onnxruntime", "boto3", "click"}), modules
+
+
+def test_seed001_curl_recipe_against_lambdalite_serve_with_the_tflite_fixture(tmp_path, image_server):
+    """Seed 001, as written: `curl -XPOST localhost:8080/2015-03-31/functions/function/invocations
+    -d '{"url": ...}'`, against `lambdalite serve` running the .tflite fixture: {label: score}."""
+    import json
+    import subprocess
+
+    from lambda_servers import ServeProcess, wait_until_gone
+
+    bundle = clothing_bundle(tmp_path / "clothing", "clothing-float.tflite")
+    with ServeProcess(
+        tmp_path,
+        str(bundle.root),
+        "--env",
+        "LAMBDALITE_RESPONSE=scores",
+        "--env",
+        "LAMBDALITE_ALLOW_PRIVATE_URLS=1",
+        "--max-concurrency",
+        "1",
+    ) as server:
+        body = json.dumps({"url": image_server.url("/red.jpg")})
+        proc = subprocess.run(
+            ["curl", "-sS", "-XPOST", f"localhost:{server.port}/2015-03-31/functions/function/invocations", "-d", body],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        scores = json.loads(proc.stdout)
+        assert set(scores) == set(make_tflite.CLOTHING_LABELS)
+        assert all(isinstance(v, float) for v in scores.values()) and abs(sum(scores.values()) - 1) < 1e-5
+        assert "REPORT RequestId:" in server.stdout()
+    assert wait_until_gone(server.mark) == []

@@ -326,6 +326,9 @@ def test_concurrent_cold_starts_download_once(site, tmp_path, lambdalite_home):
         assert proc.returncode == 0, err
         outputs.append(json.loads(out))
     assert outputs[0]["root"] == outputs[1]["root"]
+    deadline = time.time() + 10  # the server thread records the end just after its last write
+    while "/shared.tar.gz" not in site.finished and time.time() < deadline:
+        time.sleep(0.01)
     assert all(out["started"] < site.finished["/shared.tar.gz"] for out in outputs)  # both were cold at once
     assert site.hits["/shared.tar.gz"] == 1
     # An https download needs only the standard library.

@@ -31,7 +31,13 @@ def _echo_json(value: Any) -> None:
 # Commands that live in other modules: name -> "module:attribute", imported only when used, so
 # `lambdalite predict` never pays for the emulator's or the deployer's imports.
 LAZY_COMMANDS: dict[str, str] = {
+    "invoke": "lambdalite.runtime.commands:invoke",
     "invoke-local": "lambdalite.invoke_local:invoke_local",
+    "build": "lambdalite.deploy.commands:build",
+    "deploy": "lambdalite.deploy.commands:deploy",
+    "destroy": "lambdalite.deploy.commands:destroy",
+    "logs": "lambdalite.deploy.commands:logs",
+    "serve": "lambdalite.runtime.commands:serve",
     "import": "lambdalite.convert_cli:import_command",
     "export": "lambdalite.convert_cli:export_command",
 }

@@ -21,6 +21,12 @@
     │   ├── URLRefusedError         the URL is not allowed: scheme, private address (HTTP 422)
     │   └── FetchTimeoutError       the fetch timed out (HTTP 504)
     ├── EmulatorError               the local Lambda could not do what was asked
+    │   └── InvokeRefusedError      the Invoke API refused a request (a service error, not a function error)
+    │       ├── FunctionNotFoundError        404 ResourceNotFoundException
+    │       ├── InvalidRequestContentError   400 InvalidRequestContentException
+    │       ├── InvalidParameterValueError   400 InvalidParameterValueException
+    │       ├── RequestTooLargeError         413 RequestEntityTooLargeException
+    │       └── TooManyRequestsError         429 TooManyRequestsException
     ├── BuildError                  an artifact could not be built or is over Lambda's limits
     └── DeployError                 deploy, logs or destroy failed
 
@@ -43,15 +49,21 @@ __all__ = [
     "EventError",
     "FetchError",
     "FetchTimeoutError",
+    "FunctionNotFoundError",
     "ImageDecodeError",
     "ImageTooLargeError",
     "InputError",
+    "InvalidParameterValueError",
+    "InvalidRequestContentError",
+    "InvokeRefusedError",
     "LambdaliteError",
     "ModelNotFoundError",
     "PayloadTooLargeError",
     "PipelineError",
+    "RequestTooLargeError",
     "SourceError",
     "SourceTimeoutError",
+    "TooManyRequestsError",
     "TrustError",
     "URLRefusedError",
     "UnsafeArchiveError",
@@ -172,6 +184,61 @@ class FetchTimeoutError(FetchError, TimeoutError):
 
 class EmulatorError(LambdaliteError):
     """Raised when the local Lambda cannot start or run an instance as configured."""
+
+
+class InvokeRefusedError(EmulatorError):
+    """Raised when the Invoke API refuses a request; `shape` is the AWS error name on the wire.
+
+    These are service errors (4xx, `x-amzn-ErrorType: <shape>`), never function errors, which are
+    answers (200 with `X-Amz-Function-Error`).
+    """
+
+    shape: ClassVar[str] = "ServiceException"
+    type_field: ClassVar[str | None] = "Service"  # the body's "Type": "User" or "Service"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class FunctionNotFoundError(InvokeRefusedError):
+    """Raised when the invoked name, ARN or qualifier names no function served here."""
+
+    status = 404
+    shape = "ResourceNotFoundException"
+    type_field = "User"
+
+
+class InvalidRequestContentError(InvokeRefusedError):
+    """Raised when an invoke payload is not JSON, or a client context is not base64 JSON."""
+
+    status = 400
+    shape = "InvalidRequestContentException"
+    type_field = "User"
+
+
+class InvalidParameterValueError(InvokeRefusedError):
+    """Raised for a malformed function name, qualifier or invocation header."""
+
+    status = 400
+    shape = "InvalidParameterValueException"
+    type_field = "User"
+
+
+class RequestTooLargeError(InvokeRefusedError):
+    """Raised when a payload is over 6 MB (synchronous) or 1 MB (asynchronous)."""
+
+    status = 413
+    shape = "RequestEntityTooLargeException"  # what the wire carries; the model calls it RequestTooLargeException
+    type_field = None
+
+
+class TooManyRequestsError(InvokeRefusedError):
+    """Raised when every allowed instance is busy and the server does not queue (HTTP 429)."""
+
+    status = 429
+    shape = "TooManyRequestsException"
+    type_field = "User"
 
 
 class BuildError(LambdaliteError):
