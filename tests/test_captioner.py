@@ -12,8 +12,10 @@ import pytest
 from lambdalite.bundle import open_bundle
 from lambdalite.zoo import scenes
 from lambdalite.zoo.bleu import corpus_bleu, exact_match
+from test_frontdoor import curl
 
 from eventlib import load_event
+from lambda_servers import ServeProcess, wait_until_gone
 
 LAMBDALITE = Path(sys.executable).parent / "lambdalite"
 # Floors, set from what the default build reached here (500 held-out scenes: exact match 95.8 %
@@ -124,3 +126,21 @@ def test_the_handler_captions_a_rest_event(captioner_bundle, tmp_path):
     body = json.loads(response["body"])
     assert body["caption"] == s.caption
     assert set(body) == {"caption", "score"}
+
+
+def test_serve_with_curl_as_seed_003_set_it_up(captioner_bundle, tmp_path):
+    """`lambdalite serve` as API Gateway REST with binary media type image/*; curl --data-binary."""
+    s = next(s for s in map(scenes.scene, scenes.TEST_SEEDS[300:]) if len(s.shapes) == 1 and s.format == "JPEG")
+    path = tmp_path / "scene.jpg"
+    path.write_bytes(s.encode())
+    args = ["shapes-captioner", "--api", "rest", "--binary-media-types", "image/*", "--max-concurrency", "1"]
+    with ServeProcess(tmp_path, *args) as server:
+        status, body = curl("--data-binary", f"@{path}", "-H", "Content-Type: image/jpeg", f"{server.url}/predict")
+        assert status == 200, body
+        assert json.loads(body)["caption"] == s.caption
+        status, body = curl(
+            "--data-binary", f"@{path}", "-H", "Content-Type: image/jpeg", f"{server.url}/predict?beam_size=3"
+        )
+        assert status == 200, body
+        assert [a["caption"] for a in json.loads(body)["alternatives"]][0] == s.caption
+    assert wait_until_gone(server.mark) == []
