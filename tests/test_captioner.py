@@ -25,7 +25,8 @@ HELD_OUT_EXACT_FLOOR, HELD_OUT_BLEU4_FLOOR = 0.92, 0.90
 TEST_EXACT_FLOOR, TEST_BLEU4_FLOOR = 0.88, 0.88
 TEST_SCENES = 100
 
-pytestmark = pytest.mark.slow
+# The first test trains the model (a few minutes, more on a busy machine): a longer limit here.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="session")
