@@ -92,16 +92,17 @@ def test_int8_zoo_model_keeps_the_float_top1_on_the_test_photos(int8_bundle, dem
     assert m.metadata["top1_agreement"] >= 0.8
     fp32 = load_model(str(demo_bundle), threads=1)
     int8 = load_model(str(int8_bundle), threads=1)
-    photos = {"chelsea.jpg": chelsea_jpeg}
-    photos.update({name: encode(photo(name), "JPEG", quality=92) for name in ("coffee", "rocket", "astronaut")})
+    photos = {
+        f"{name}-q{q}.jpg": encode(photo(name), "JPEG", quality=q)
+        for name in ("chelsea", "coffee", "rocket", "astronaut")
+        for q in (90, 92, 95)
+    }
+    photos["chelsea.jpg (fixture)"] = chelsea_jpeg
     for name, data in photos.items():
         [f] = fp32.predict([data], top_k=3)
         [q] = int8.predict([data], top_k=3)
-        margin = f[0]["probability"] - f[1]["probability"]
-        if margin > 0.05:  # a clear decision must survive int8
-            assert q[0]["className"] == f[0]["className"], (name, f, q)
-        else:  # a near tie in float: int8 may swap the tied classes, never leave them
-            assert q[0]["className"] in {r["className"] for r in f[:2]}, (name, f, q)
-        assert abs(q[0]["probability"] - next(r["probability"] for r in f if r["className"] == q[0]["className"])) < 0.1
+        # The cat is a near tie in float (Egyptian cat vs tiger cat, 2-3 points): int8 must keep it.
+        assert q[0]["className"] == f[0]["className"], (name, f, q)
+        assert abs(q[0]["probability"] - f[0]["probability"]) < 0.05, (name, f, q)
     [cat] = int8.predict([chelsea_jpeg])
     assert cat[0]["className"] in CAT_CLASSES

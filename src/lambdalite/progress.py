@@ -23,7 +23,9 @@ __all__ = ["Progress", "Quiet", "Stderr"]
 class Progress(Protocol):
     def step(self, title: str) -> AbstractContextManager[None]: ...
 
-    def bar(self, title: str, total: int | None) -> AbstractContextManager[Callable[[int], None]]: ...
+    def bar(
+        self, title: str, total: int | None, unit: str = "bytes"
+    ) -> AbstractContextManager[Callable[[int], None]]: ...
 
     def note(self, message: str) -> None: ...
 
@@ -34,7 +36,7 @@ class Quiet:
         yield
 
     @contextmanager
-    def bar(self, title: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    def bar(self, title: str, total: int | None, unit: str = "bytes") -> Iterator[Callable[[int], None]]:
         yield lambda n: None
 
     def note(self, message: str) -> None:
@@ -57,7 +59,8 @@ class Stderr:
         print(f"    done in {time.perf_counter() - start:.1f} s", file=self.stream, flush=True)
 
     @contextmanager
-    def bar(self, title: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    def bar(self, title: str, total: int | None, unit: str = "bytes") -> Iterator[Callable[[int], None]]:
+        """`unit` is "bytes" (shown as KB/MB) or a noun for counted things ("images")."""
         start = time.perf_counter()
         done = 0
         last = 0.0
@@ -68,7 +71,7 @@ class Stderr:
             now = time.perf_counter()
             if self.tty and now - last > 0.1:
                 last = now
-                self.stream.write("\r" + _bar_line(title, done, total))
+                self.stream.write("\r" + _bar_line(title, done, total, unit))
                 self.stream.flush()
 
         if not self.tty:
@@ -76,9 +79,9 @@ class Stderr:
         yield advance
         elapsed = time.perf_counter() - start
         if self.tty:
-            self.stream.write("\r" + _bar_line(title, done, total) + f" {elapsed:.1f} s\n")
+            self.stream.write("\r" + _bar_line(title, done, total, unit) + f" {elapsed:.1f} s\n")
         else:
-            print(f"    {_size(done)} in {elapsed:.1f} s", file=self.stream)
+            print(f"    {_amount(done, unit)} in {elapsed:.1f} s", file=self.stream)
         self.stream.flush()
 
 
@@ -86,9 +89,13 @@ def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.0f} KB"
 
 
-def _bar_line(title: str, done: int, total: int | None) -> str:
+def _amount(n: int, unit: str) -> str:
+    return _size(n) if unit == "bytes" else f"{n} {unit}"
+
+
+def _bar_line(title: str, done: int, total: int | None, unit: str = "bytes") -> str:
     if not total:
-        return f"{title} {_size(done)}"
+        return f"{title} {_amount(done, unit)}"
     frac = min(1.0, done / total)
     filled = int(frac * 30)
-    return f"{title} [{'#' * filled}{'.' * (30 - filled)}] {frac:4.0%} {_size(done)}"
+    return f"{title} [{'#' * filled}{'.' * (30 - filled)}] {frac:4.0%} {_amount(done, unit)}"

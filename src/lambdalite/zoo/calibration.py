@@ -78,8 +78,15 @@ def augmented(img: Image.Image, n: int, seed: int) -> list[bytes]:
 
 
 def calibration_images(per_photo: int = 4) -> list[bytes]:
-    """Augmented views of the calibration photos (60 images by default)."""
-    return [v for i, name in enumerate(CALIBRATION_PHOTOS) for v in augmented(photo(name), per_photo, seed=i)]
+    """Augmented views of the calibration photos (60 images by default), then 12 of the one other
+    natural colour scene scikit-image ships (the stereo motorcycle pair): most of the others are
+    grayscale textures, and int8 ranges should see what photos look like."""
+    views = [v for i, name in enumerate(CALIBRATION_PHOTOS) for v in augmented(photo(name), per_photo, seed=i)]
+    from skimage import data
+
+    for i, side in enumerate(data.stereo_motorcycle()[:2]):  # type: ignore[no-untyped-call]
+        views += augmented(Image.fromarray(np.asarray(side)), 6, seed=100 + i)
+    return views
 
 
 def held_out_images(per_photo: int = 4) -> list[tuple[str, bytes]]:
