@@ -131,6 +131,15 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     return moto_endpoint
 
 
+def one_line_error(proc: subprocess.CompletedProcess[str], message: str) -> None:
+    """A CLI failure as users must see it: nonzero exit, one line on stderr, no traceback."""
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert message in lines[0], lines[0]
+
+
 CAT_CLASSES = {"tabby, tabby cat", "tiger cat", "Egyptian cat"}
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from lambdalite.bundle import MANIFEST_NAME, pack_bundle
 
-from conftest import jpeg_bytes
+from conftest import jpeg_bytes, one_line_error
 from test_images import png_header_only
 
 LAMBDALITE = Path(sys.executable).parent / "lambdalite"
@@ -23,11 +23,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], message: str) -> None:
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert message in lines[0], lines[0]
+    one_line_error(proc, message)
     assert proc.stdout == ""
 
 

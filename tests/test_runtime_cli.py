@@ -11,20 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import CAT_CLASSES
+from conftest import CAT_CLASSES, one_line_error
 from lambda_servers import HANDLERS, LAMBDALITE, ServeProcess, wait_until_gone
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(LAMBDALITE), *args], capture_output=True, text=True, timeout=timeout)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], message: str) -> None:
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert message in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +41,13 @@ def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     ],
 )
 def test_serve_refuses_bad_arguments_in_one_line(args, message):
-    assert_one_line_error(run("serve", *args), message)
+    one_line_error(run("serve", *args), message)
 
 
 def test_serve_refuses_a_bad_env_json(tmp_path):
     bad = tmp_path / "env.json"
     bad.write_text("{nope")
-    assert_one_line_error(run("serve", "--handler", "a.b", "--env-vars", str(bad)), "is not valid JSON")
+    one_line_error(run("serve", "--handler", "a.b", "--env-vars", str(bad)), "is not valid JSON")
 
 
 def test_serve_on_a_busy_port_is_one_line(tmp_path):
@@ -101,20 +93,20 @@ def test_invoke_prints_like_the_aws_cli(echo, tmp_path):
 
 
 def test_invoke_errors_are_one_line(echo, tmp_path):
-    assert_one_line_error(
+    one_line_error(
         run("invoke", "--endpoint", echo.url, "--function", "nope"),
         "ResourceNotFoundException: Function not found: arn:aws:lambda:us-east-1:123456789012:function:nope",
     )
-    assert_one_line_error(
+    one_line_error(
         run("invoke", "--endpoint", echo.url, "--payload", "{bad"), "InvalidRequestContentException: Could not parse"
     )
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    assert_one_line_error(run("invoke", "--endpoint", f"http://127.0.0.1:{port}"), "cannot reach")
-    assert_one_line_error(run("invoke", "--payload", "{}", "--image", str(HANDLERS / "faults.py")), "not both")
-    assert_one_line_error(run("invoke", "--endpoint", "ftp://x"), "--endpoint must be")
-    assert_one_line_error(run("invoke", "--payload", f"@{tmp_path / 'missing.json'}"), "cannot read")
+    one_line_error(run("invoke", "--endpoint", f"http://127.0.0.1:{port}"), "cannot reach")
+    one_line_error(run("invoke", "--payload", "{}", "--image", str(HANDLERS / "faults.py")), "not both")
+    one_line_error(run("invoke", "--endpoint", "ftp://x"), "--endpoint must be")
+    one_line_error(run("invoke", "--payload", f"@{tmp_path / 'missing.json'}"), "cannot read")
 
 
 def test_sigint_stops_serve_cleanly(tmp_path):

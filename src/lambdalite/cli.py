@@ -145,11 +145,10 @@ def predict(
 
 
 def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    from .runtime.environment import parse_env_pairs
+
     options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--option takes KEY=VALUE, not {pair!r}")
+    for key, text in parse_env_pairs(pairs, "--option").items():
         try:
             options[key] = json.loads(text)
         except ValueError:

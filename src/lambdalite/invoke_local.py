@@ -61,11 +61,9 @@ def invoke_local(model: str, event: str, shape: str | None, env: tuple[str, ...]
     os.environ["LAMBDALITE_MODEL"] = model
     if shape:
         os.environ["LAMBDALITE_RESPONSE"] = shape
-    for item in env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--env takes KEY=VALUE, not {item!r}")
-        os.environ[key] = value
+    from .runtime.environment import parse_env_pairs
+
+    os.environ.update(parse_env_pairs(env))
     from .function import Function
 
     context = LocalContext()

@@ -20,13 +20,12 @@ environment into a reference (`LAMBDALITE_MODEL` first).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .bundle import MANIFEST_NAME
+from .bundle import MANIFEST_NAME, file_sha256
 from .cache import cache_home, entry_lock, touch
 from .errors import ModelNotFoundError, SourceError
 from .progress import Progress, Quiet
@@ -96,11 +95,7 @@ def reference_from_env(environ: Mapping[str, str]) -> str | None:
 
 
 def _fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:24]
+    return file_sha256(path)[:24]
 
 
 def unpack_bundle_archive(archive: Path, progress: Progress | None = None) -> Path:

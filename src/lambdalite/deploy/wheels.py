@@ -13,7 +13,6 @@ unpacked straight into the artifact: nothing is compiled, nothing is installed o
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import re
@@ -26,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..bundle import file_sha256
 from ..cache import cache_home, entry_lock
 from ..errors import BuildError
 from ..progress import Progress
@@ -109,14 +109,6 @@ def _parse_wheel(path: Path) -> tuple[str, str, set[str]] | None:
     return _canonical(m["name"]), m["version"], platforms
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _cached(requirements: Sequence[Requirement], folder: Path, target: Target) -> list[Path] | None:
     """The wheels in `folder` that satisfy every requirement for `target`, or None if one is missing."""
     if not folder.is_dir():
@@ -150,7 +142,7 @@ def fetch_wheels(requirements: Sequence[Requirement], target: Target, progress: 
             raise BuildError(f"pip reported success but the wheels are not in {folder}")
     wheels = []
     for req, path in zip(requirements, paths, strict=True):
-        wheels.append(Wheel(path, req.name, req.version, _sha256(path)))
+        wheels.append(Wheel(path, req.name, req.version, file_sha256(path)))
     return wheels
 
 

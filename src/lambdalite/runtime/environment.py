@@ -77,12 +77,13 @@ _PASS_THROUGH = (
 )
 
 
-def parse_env_pairs(pairs: Sequence[str]) -> dict[str, str]:
+def parse_env_pairs(pairs: Sequence[str], flag: str = "--env") -> dict[str, str]:
+    """`["A=1", "B=x=y"]` -> `{"A": "1", "B": "x=y"}`; anything without a key and `=` is a UsageError."""
     env: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UsageError(f"--env expects KEY=VALUE, got {pair!r}")
+            raise UsageError(f"{flag} expects KEY=VALUE, got {pair!r}")
         env[key] = value
     return env
 
