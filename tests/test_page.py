@@ -82,3 +82,27 @@ def test_errors_are_readable_and_the_page_recovers(browser, served, chelsea_path
     assert page.query_selector("#results .bar .label").inner_text() in CAT_CLASSES
     assert not page.is_visible("#error")
     page.screenshot(path=str(ARTIFACTS / "page-recovered.png"), full_page=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # the first use trains the captioner
+def test_the_page_shows_a_caption_and_its_alternatives(browser, tmp_path):
+    from lambdalite.zoo import ensure_built, scenes
+
+    ensure_built("shapes-captioner")
+    scene = next(s for s in map(scenes.scene, scenes.TEST_SEEDS[400:]) if len(s.shapes) == 2)
+    image = tmp_path / f"scene{scene.suffix}"
+    image.write_bytes(scene.encode())
+    with ServeProcess(tmp_path, "shapes-captioner", "--max-concurrency", "1") as server:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(server.url + "/")
+        assert "captions images" in page.inner_text(".sub")
+        page.set_input_files("#file", str(image))
+        page.wait_for_selector("#caption", state="visible", timeout=60_000)
+        caption = page.inner_text("#caption")
+        assert caption.split()[0] in ("a", "two", "three") and any(
+            shape in caption for shape in ("circle", "square", "triangle")
+        )
+        assert page.query_selector_all("#alternatives .alt")  # beam 3: the other two captions
+        assert page.query_selector_all("#results .bar") == []
+        page.screenshot(path=str(ARTIFACTS / "page-caption.png"), full_page=True)

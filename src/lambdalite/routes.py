@@ -36,13 +36,17 @@ def _page_template() -> str:
 
 def page(function: Function) -> HttpResponse:
     manifest = function.model.bundle.manifest
-    task = "captions images" if manifest.task == "image-to-text" else "classifies images"
+    captioner = manifest.task == "image-to-text"
+    task = "captions images" if captioner else "classifies images"
+    # A captioner shows its beam alternatives; a classifier its top-k.
+    options = {"beam_size": 3} if captioner else {"top_k": int(manifest.output.top_k)}
     description = f"{manifest.name} {manifest.version} {task} ({manifest.engine}), served by lambdalite {__version__}"
     text = (
         _page_template()
         .replace("{{MODEL_NAME}}", html.escape(manifest.name))
         .replace("{{DESCRIPTION}}", html.escape(description))
         .replace("{{TOP_K}}", str(int(manifest.output.top_k)))
+        .replace("{{OPTIONS}}", json.dumps(options))
     )
     return HttpResponse(200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache"}, text.encode())
 
