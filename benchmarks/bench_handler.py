@@ -59,6 +59,7 @@ def main() -> None:
     results = {}
     results["bare engine path (bytes in)"] = per_call(lambda: bare_path(data), runs)
     results["hand-written handler, REST event"] = per_call(lambda: hand_written_handler(rest_event, context), runs)
+    results["lambdalite model.predict (bytes in)"] = per_call(lambda: function.model.predict([data]), runs)
     sys.stdout = devnull
     try:
         results["lambdalite, direct invoke"] = per_call(lambda: function(direct_event, context), runs)
@@ -68,6 +69,7 @@ def main() -> None:
     base = median_ms(results["bare engine path (bytes in)"])
     rows = [f"| {name} | {median_ms(s):.3f} | {median_ms(s) - base:+.3f} |" for name, s in results.items()]
     overhead = median_ms(results["lambdalite, REST event"]) - median_ms(results["hand-written handler, REST event"])
+    wrapper = median_ms(results["lambdalite, REST event"]) - median_ms(results["lambdalite model.predict (bytes in)"])
     body = f"""{stamp()}
 
 Model: efficientnet-lite0, image `examples/chelsea.jpg`, {threads} threads, median of {runs} calls each,
@@ -78,7 +80,10 @@ in process, logs written to /dev/null (as CloudWatch would take them).
 {chr(10).join(rows)}
 
 The function's overhead per request over a hand-written handler for the same REST event:
-**{overhead:+.3f} ms** (goal: under 0.5 ms) {"- met" if overhead < 0.5 else "- NOT met"}.
+**{overhead:+.3f} ms** (goal: under 0.5 ms) {"- met" if overhead < 0.5 else "- NOT met"}. lambdalite's own
+preprocessing is cheaper than the hand-written one (one resampling pass), so the same question asked
+of the handler layer alone (event recognition, base64, request parsing, response, the JSON log line:
+REST event minus `model.predict` on the same bytes) is **{wrapper:+.3f} ms**.
 """
     write_section("The function: handler overhead per request", body)
     print(body)
