@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -178,6 +177,8 @@ def _evict(entry: Path) -> int:
             os.rename(entry, trash)  # atomic: nobody sees half an entry
         except OSError:
             return 0
+        import shutil
+
         shutil.rmtree(trash, ignore_errors=True)
         return size
     finally:

@@ -60,10 +60,6 @@ def load_model(
     `trust_code` allows a bundle's own code (`pipeline.py`) to run; None reads
     `LAMBDALITE_TRUST_CODE` (1 or 0, unset meaning no). Untrusted code raises `TrustError`.
     """
-    if trust_code is None:
-        from .pipeline import trust_from_env
-
-        trust_code = trust_from_env()
     t0 = time.perf_counter()
     root = resolve(reference, progress)
     t1 = time.perf_counter()

@@ -42,12 +42,15 @@ class TaskFactory(Protocol):
     def __call__(self, bundle: Bundle, *, threads: int | None = None) -> Task: ...
 
 
-def load_task(bundle: Bundle, *, threads: int | None = None, trust_code: bool = False) -> Task:
+def load_task(bundle: Bundle, *, threads: int | None = None, trust_code: bool | None = False) -> Task:
     """The task for `bundle`. A bundle with its own code (a `pipeline` file) loads only when
-    `trust_code` is true, and raises `TrustError` otherwise (see `lambdalite.pipeline`)."""
+    `trust_code` is true (None: `LAMBDALITE_TRUST_CODE` decides), and raises `TrustError`
+    otherwise (see `lambdalite.pipeline`). Bundles without code never import that module."""
     if "pipeline" in bundle.manifest.files:
         from .. import pipeline
 
+        if trust_code is None:
+            trust_code = pipeline.trust_from_env()
         return pipeline.load(bundle, threads=threads, trust_code=trust_code, builtin=_load_builtin)
     return _load_builtin(bundle, threads)
 
