@@ -13,6 +13,7 @@ from lambdalite.handler import handler
 event = {"image": base64.b64encode(open(sys.argv[1], "rb").read()).decode()}
 print("RESULT " + json.dumps(handler(event, None)))
 print("MODULES " + json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+print("OURS " + json.dumps(sorted(name for name in sys.modules if name.startswith("lambdalite"))))
 """
 
 
@@ -41,6 +42,10 @@ def test_handler_loads_at_init_and_answers(tiny_bundle, tmp_path):
     modules = set(json.loads(next(line for line in lines if line.startswith("MODULES "))[8:]))
     assert "onnxruntime" in modules
     assert modules.isdisjoint({"torch", "onnx", "click", "boto3", "botocore", "skimage"}), modules
+    ours = set(json.loads(next(line for line in lines if line.startswith("OURS "))[5:]))
+    # Only what this bundle needs: no bundle code support, no fetchers, no emulator, no deployer.
+    assert ours.isdisjoint({"lambdalite.pipeline", "lambdalite.fetch", "lambdalite.remote", "lambdalite.s3",
+                            "lambdalite.archive", "lambdalite.cli", "lambdalite.runtime", "lambdalite.deploy"}), ours
 
 
 def test_bundle_shipped_next_to_the_code(tiny_bundle, tmp_path):
