@@ -44,8 +44,18 @@ def test_handler_loads_at_init_and_answers(tiny_bundle, tmp_path):
     assert modules.isdisjoint({"torch", "onnx", "click", "boto3", "botocore", "skimage"}), modules
     ours = set(json.loads(next(line for line in lines if line.startswith("OURS "))[5:]))
     # Only what this bundle needs: no bundle code support, no fetchers, no emulator, no deployer.
-    assert ours.isdisjoint({"lambdalite.pipeline", "lambdalite.fetch", "lambdalite.remote", "lambdalite.s3",
-                            "lambdalite.archive", "lambdalite.cli", "lambdalite.runtime", "lambdalite.deploy"}), ours
+    assert ours.isdisjoint(
+        {
+            "lambdalite.pipeline",
+            "lambdalite.fetch",
+            "lambdalite.remote",
+            "lambdalite.s3",
+            "lambdalite.archive",
+            "lambdalite.cli",
+            "lambdalite.runtime",
+            "lambdalite.deploy",
+        }
+    ), ours
 
 
 def test_bundle_shipped_next_to_the_code(tiny_bundle, tmp_path):
