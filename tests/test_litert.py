@@ -112,37 +112,22 @@ print("MODULES " + json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
 """
 
 
-def test_seed001_function_answers_label_to_score_with_the_tflite_fixture(tmp_path):
+def test_seed001_function_answers_label_to_score_with_the_tflite_fixture(tmp_path, image_server):
     """Seed 001's request ({"url": ...}) to a function serving the .tflite fixture: {label: score}."""
-    import functools
     import json
     import os
     import subprocess
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     bundle = clothing_bundle(tmp_path / "clothing", "clothing-float.tflite")
-    (tmp_path / "www").mkdir()
-    (tmp_path / "www" / "pants.jpg").write_bytes(encode(Image.new("RGB", (80, 120), (40, 60, 140)), "JPEG"))
-    quiet = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(quiet, directory=str(tmp_path / "www")))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMBDALITE_", "MODEL_"))}
-        env.update(LAMBDALITE_MODEL=str(bundle.root), LAMBDALITE_RESPONSE="scores", LAMBDALITE_ALLOW_PRIVATE_URLS="1")
-        url = f"http://127.0.0.1:{server.server_address[1]}/pants.jpg"
-        proc = subprocess.run(
-            [sys.executable, "-c", SEED001, url, str(Path(__file__).parent)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMBDALITE_", "MODEL_"))}
+    env.update(LAMBDALITE_MODEL=str(bundle.root), LAMBDALITE_RESPONSE="scores", LAMBDALITE_ALLOW_PRIVATE_URLS="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", SEED001, image_server.url("/red.jpg"), str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     scores = json.loads(next(line for line in lines if line.startswith("RESULT "))[7:])

@@ -237,40 +237,26 @@ for name in ("direct-seed004-url.json", "rest-json-url.json"):
 """
 
 
-def test_seed004_function_answers_in_the_seed004_shape(aws_env, tmp_path, lambdalite_home, red_png):
+def test_seed004_function_answers_in_the_seed004_shape(aws_env, tmp_path, lambdalite_home, image_server):
     """The handler, configured as seed 004 (MODEL_BUCKET/MODEL_KEY), answers {"class", "confidence"}."""
     pytest.importorskip("torch")
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
     archive = seed004_archive(tmp_path / "model.tar.gz", tiny_torchscript())
     make_bucket("seed004-function").upload_file(str(archive), "seed004-function", "model.tar.gz")
-    quiet = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
-    images = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(quiet, directory=str(red_png.parent)))
-    thread = threading.Thread(target=images.serve_forever, daemon=True)
-    thread.start()
-    try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDALITE_")}
-        env.update(
-            MODEL_BUCKET="seed004-function",
-            MODEL_KEY="model.tar.gz",
-            LAMBDALITE_RESPONSE="top1",
-            LAMBDALITE_HOME=str(lambdalite_home),
-            LAMBDALITE_ALLOW_PRIVATE_URLS="1",  # the image server is on 127.0.0.1
-        )
-        base = f"http://127.0.0.1:{images.server_address[1]}"
-        proc = subprocess.run(
-            [sys.executable, "-c", HANDLER, base, red_png.name, str(Path(__file__).parent)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
-    finally:
-        images.shutdown()
-        images.server_close()
-        thread.join(timeout=5)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDALITE_")}
+    env.update(
+        MODEL_BUCKET="seed004-function",
+        MODEL_KEY="model.tar.gz",
+        LAMBDALITE_RESPONSE="top1",
+        LAMBDALITE_HOME=str(lambdalite_home),
+        LAMBDALITE_ALLOW_PRIVATE_URLS="1",  # the image server is on 127.0.0.1
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", HANDLER, image_server.url(""), "red.jpg", str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     direct, proxy = (json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT "))
     # Seed 004's documented answer: {"statusCode": 200, "body": {"class": ..., "confidence": ...}}.

@@ -37,25 +37,28 @@ class Rule:
     directory: bool = False
 
 
+_ORT_TOOLS = "onnxruntime tooling (quantization, transformers, converters)"
+_HEADERS = "C headers and static libraries"
+_BUILD_TOOLS = "build tooling (f2py, PyInstaller hooks)"
 _LITERT_TOOLS = "LiteRT tooling (converter, calibration, analyzer, AOT)"
 RULES: tuple[Rule, ...] = (
     Rule("__pycache__", "stale bytecode", directory=True),
     Rule("tests", "test suites", directory=True),
     Rule("testing/_private/extbuild.py", "test suites"),
     Rule("*.pyi", "type stubs"),
-    Rule("*.pxd", "C headers and static libraries"),
-    Rule("numpy/_core/include", "C headers and static libraries", directory=True),
-    Rule("numpy/_core/lib", "C headers and static libraries", directory=True),
-    Rule("numpy/random/lib", "C headers and static libraries", directory=True),
-    Rule("numpy/random/_examples", "C headers and static libraries", directory=True),
-    Rule("numpy/f2py", "build tooling (f2py, PyInstaller hooks)", directory=True),
-    Rule("numpy/_pyinstaller", "build tooling (f2py, PyInstaller hooks)", directory=True),
-    Rule("onnxruntime/tools", "onnxruntime tooling (quantization, transformers, converters)", directory=True),
-    Rule("onnxruntime/transformers", "onnxruntime tooling (quantization, transformers, converters)", directory=True),
-    Rule("onnxruntime/quantization", "onnxruntime tooling (quantization, transformers, converters)", directory=True),
-    Rule("onnxruntime/training", "onnxruntime tooling (quantization, transformers, converters)", directory=True),
-    Rule("onnxruntime/backend", "onnxruntime tooling (quantization, transformers, converters)", directory=True),
-    Rule("onnxruntime/datasets", "onnxruntime tooling (quantization, transformers, converters)", directory=True),
+    Rule("*.pxd", _HEADERS),
+    Rule("numpy/_core/include", _HEADERS, directory=True),
+    Rule("numpy/_core/lib", _HEADERS, directory=True),
+    Rule("numpy/random/lib", _HEADERS, directory=True),
+    Rule("numpy/random/_examples", _HEADERS, directory=True),
+    Rule("numpy/f2py", _BUILD_TOOLS, directory=True),
+    Rule("numpy/_pyinstaller", _BUILD_TOOLS, directory=True),
+    Rule("onnxruntime/tools", _ORT_TOOLS, directory=True),
+    Rule("onnxruntime/transformers", _ORT_TOOLS, directory=True),
+    Rule("onnxruntime/quantization", _ORT_TOOLS, directory=True),
+    Rule("onnxruntime/training", _ORT_TOOLS, directory=True),
+    Rule("onnxruntime/backend", _ORT_TOOLS, directory=True),
+    Rule("onnxruntime/datasets", _ORT_TOOLS, directory=True),
     Rule("ai_edge_litert/tools", _LITERT_TOOLS, directory=True),
     Rule("ai_edge_litert/aot", _LITERT_TOOLS, directory=True),
     Rule("ai_edge_litert/_pywrap_litert_converter.so", _LITERT_TOOLS),
