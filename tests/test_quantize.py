@@ -61,6 +61,12 @@ def test_export_factory_with_static_int8_and_an_accuracy_report(tmp_path):
     ops = {n.op_type for n in onnx.load_from_string(model.bundle.read("model")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # static QDQ, not dynamic quantization
     assert "DynamicQuantizeLinear" not in ops
+    graph = onnx.load_from_string(model.bundle.read("model")).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    fc = producer[graph.output[0].name]
+    # The classifier keeps float logits (no 256-level rounding of the scores) but int8 weights.
+    assert fc.op_type == "Gemm" and producer[fc.input[1]].op_type == "DequantizeLinear", fc
+    assert "float logits" in m.metadata["quantization"]
     assert len(model.predict([(photos / "00.png").read_bytes()])[0]) == 4
 
 
