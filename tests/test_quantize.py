@@ -67,6 +67,7 @@ def test_export_factory_with_static_int8_and_an_accuracy_report(tmp_path):
     # The classifier keeps float logits (no 256-level rounding of the scores) but int8 weights.
     assert fc.op_type == "Gemm" and producer[fc.input[1]].op_type == "DequantizeLinear", fc
     assert "float logits" in m.metadata["quantization"]
+    assert m.metadata["float_nodes"] == ["/0/Conv"]  # the first Conv; the classifier is int8
     assert len(model.predict([(photos / "00.png").read_bytes()])[0]) == 4
 
 

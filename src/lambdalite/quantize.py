@@ -212,6 +212,7 @@ def quantize_bundle(
     with progress.step(f"Preprocessing {len(calibration)} calibration and {len(held_out)} held-out images"):
         calib = [pre(data) for data in calibration]
         held = [(label, pre(data)) for label, data in held_out]
+    default_float, float_outputs = float_nodes(source.path("model"))
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lambdalite-int8-") as tmp:
         int8_path = quantize_onnx(
@@ -247,8 +248,8 @@ def quantize_bundle(
                 **dict(m.metadata),
                 **(metadata or {}),
                 "quantization": f"static int8, QDQ, per-channel weights (S8), U8 activations, {method} calibration"
-                + (", float logits" if float_nodes(source.path("model"))[1] else ""),
-                "float_nodes": list(extra_float),
+                + (", float logits" if float_outputs else ""),
+                "float_nodes": [*default_float, *extra_float],
                 "calibration_images": len(calib),
                 "top1_agreement": round(report.top1_agreement, 4),
                 "max_probability_diff": round(report.max_probability_diff, 4),

@@ -43,7 +43,7 @@ ZOO: dict[str, ZooModel] = {
             "image-classification",
             "EfficientNet-Lite0, static int8 (QDQ, per-channel), calibrated offline on scikit-image photos",
             "lambdalite.zoo.efficientnet:build_lite0_int8",
-            "3",
+            "4",
         ),
         ZooModel(
             "shapes-captioner",
