@@ -35,7 +35,7 @@ import os
 import sys
 import types
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +44,9 @@ from PIL import Image
 from .bundle import Bundle, InputSpec
 from .errors import BundleError, LambdaliteError, PipelineError, TrustError
 from .images import decode
+
+if TYPE_CHECKING:
+    from .tasks import Task
 
 __all__ = ["HOOKS", "TRUST_ENV", "CodeTask", "Context", "PipelineTask", "load", "trust_from_env"]
 
@@ -58,15 +61,6 @@ class Context(NamedTuple):
 
     bundle: Bundle
     options: Mapping[str, Any]
-
-
-class _Task(Protocol):
-    task: str
-    bundle: Bundle
-
-    def predict(self, images: Sequence[bytes], **options: Any) -> list[Any]: ...
-
-    def warmup(self) -> None: ...
 
 
 class _Preprocessing(Protocol):
@@ -153,7 +147,7 @@ class _Preprocess:
 class PipelineTask:
     """A built-in task with the bundle's own `preprocess` and/or `postprocess`."""
 
-    def __init__(self, inner: _Task, postprocess: Callable[[Any, Context], Any] | None) -> None:
+    def __init__(self, inner: Task, postprocess: Callable[[Any, Context], Any] | None) -> None:
         self.task = inner.task
         self.bundle = inner.bundle
         self.inner = inner
@@ -200,8 +194,8 @@ def load(
     *,
     threads: int | None,
     trust_code: bool,
-    builtin: Callable[[Bundle, int | None], _Task],
-) -> _Task:
+    builtin: Callable[[Bundle, int | None], Task],
+) -> Task:
     """Load a bundle that has a `pipeline` file: refuse unless trusted, else import and wire it."""
     if not trust_code:
         raise _refuse(bundle)

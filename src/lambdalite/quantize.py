@@ -96,15 +96,15 @@ def quantize_onnx(
     calibration: Sequence[npt.NDArray[np.generic]],
     progress: Progress,
     *,
-    keep_float: Sequence[str] | None = None,
     extra_float: Sequence[str] = (),
     method: Literal["minmax", "percentile"] = "minmax",
-) -> Path:
+) -> tuple[list[str], list[str]]:
     """Write the static int8 (QDQ, per-channel) version of the ONNX file `model` to `out`.
 
-    `keep_float` replaces the default float nodes (see `float_nodes`); `extra_float` adds to
-    them. `method` "percentile" clips activation ranges at the 99.999th percentile instead of
-    the extremes, which keeps outliers from eating the int8 resolution of every other value.
+    Returns the nodes kept in float and the op types left with float outputs: `float_nodes` of
+    the prepared graph, plus `extra_float`. `method` "percentile" clips activation ranges at the
+    99.999th percentile instead of the extremes, which keeps outliers from eating the int8
+    resolution of every other value.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -124,7 +124,7 @@ def quantize_onnx(
         with progress.step("Preparing the graph for quantization (shape inference, fusions)"), quiet():
             quant_pre_process(str(model), str(pre))
         default_float, float_outputs = float_nodes(pre)
-        excluded = [*(keep_float if keep_float is not None else default_float), *extra_float]
+        excluded = [*default_float, *extra_float]
         with progress.bar(f"Calibrating on {len(calibration)} images", len(calibration), "images") as advance:
 
             class Reader(_Reader, CalibrationDataReader):  # type: ignore[misc]
@@ -149,7 +149,7 @@ def quantize_onnx(
                         **({"CalibPercentile": 99.999} if method == "percentile" else {}),
                     },
                 )
-    return out
+    return excluded, float_outputs
 
 
 def compare(
@@ -212,12 +212,12 @@ def quantize_bundle(
     with progress.step(f"Preprocessing {len(calibration)} calibration and {len(held_out)} held-out images"):
         calib = [pre(data) for data in calibration]
         held = [(label, pre(data)) for label, data in held_out]
-    default_float, float_outputs = float_nodes(source.path("model"))
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lambdalite-int8-") as tmp:
-        int8_path = quantize_onnx(
+        int8_path = Path(tmp) / "model.int8.onnx"
+        kept_float, float_outputs = quantize_onnx(
             source.path("model"),
-            Path(tmp) / "model.int8.onnx",
+            int8_path,
             input_name,
             calib,
             progress,
@@ -249,7 +249,7 @@ def quantize_bundle(
                 **(metadata or {}),
                 "quantization": f"static int8, QDQ, per-channel weights (S8), U8 activations, {method} calibration"
                 + (", float logits" if float_outputs else ""),
-                "float_nodes": [*default_float, *extra_float],
+                "float_nodes": kept_float,
                 "calibration_images": len(calib),
                 "top1_agreement": round(report.top1_agreement, 4),
                 "max_probability_diff": round(report.max_probability_diff, 4),
