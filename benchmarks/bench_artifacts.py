@@ -28,15 +28,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from lambdalite.deploy.artifact import MAX_UNZIPPED, MAX_ZIPPED_UPLOAD, write_zip
-from lambdalite.deploy.build import BuildOptions, build_artifact
-from lambdalite.deploy.slim import slim
-from lambdalite.deploy.target import Target
-from lambdalite.images import FORMATS
-from lambdalite.progress import Stderr
-from lambdalite.zoo import ZOO
-
 from conftest import lambda_interpreter
+from lambdalite.core.images import FORMATS
+from lambdalite.core.progress import Stderr
+from lambdalite.sources.zoo import ZOO
+from lambdalite.toolkit.deploy.artifact import MAX_UNZIPPED, MAX_ZIPPED_UPLOAD, write_zip
+from lambdalite.toolkit.deploy.build import BuildOptions, build_artifact
+from lambdalite.toolkit.deploy.slim import slim
+from lambdalite.toolkit.deploy.target import Target
+
 from report import median_ms, precompile, stamp, timed_runs, write_section
 
 TORCH_WHEEL = Path("/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")

@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lambdalite.bundle import InputSpec, OutputSpec, write_bundle
-from lambdalite.cache import cache_home
+from lambdalite.core.bundle import InputSpec, OutputSpec, write_bundle
+from lambdalite.core.cache import cache_home
+from lambdalite.core.progress import Stderr
 from lambdalite.model import load_model
-from lambdalite.progress import Stderr
-from lambdalite.zoo import ensure_built, scenes
+from lambdalite.toolkit.zoo import ensure_built, scenes
 
 from report import precompile, stamp, timed_runs, write_section
 

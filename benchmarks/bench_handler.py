@@ -17,14 +17,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from eventlib import load_event
+
 import bare_predict as bare
 from lambdalite.engines import default_threads
-from lambdalite.function import Function
-from lambdalite.invoke_local import LocalContext
+from lambdalite.function.app import Function
 from lambdalite.model import load_model
-from lambdalite.zoo import ensure_built
+from lambdalite.toolkit.local.invoke import LocalContext
+from lambdalite.toolkit.zoo import ensure_built
 
-from eventlib import load_event
 from report import ROOT, median_ms, per_call, stamp, write_section
 
 IMAGE = ROOT / "examples" / "chelsea.jpg"

@@ -116,14 +116,14 @@ def main() -> None:
     from PIL import Image
     from skimage import data
 
-    from lambdalite.bundle import open_bundle
+    from lambdalite.core.bundle import open_bundle
+    from lambdalite.core.images import Preprocessor
+    from lambdalite.core.progress import Stderr
     from lambdalite.engines import load_engine
-    from lambdalite.images import Preprocessor
     from lambdalite.model import load_model
-    from lambdalite.progress import Stderr
-    from lambdalite.quantize import compare
-    from lambdalite.zoo import ensure_built
-    from lambdalite.zoo.calibration import held_out_images, photo
+    from lambdalite.toolkit.convert.quantize import compare
+    from lambdalite.toolkit.zoo import ensure_built
+    from lambdalite.toolkit.zoo.calibration import held_out_images, photo
 
     fp32_dir = ensure_built("efficientnet-lite0", Stderr())
     int8_dir = ensure_built("efficientnet-lite0-int8", Stderr())
@@ -169,7 +169,6 @@ def main() -> None:
 
     # The engines side by side: the tiny network (mean colour -> 4 logits), 1 thread.
     import make_tflite
-
     from models import tiny_classifier_onnx, tiny_torchscript
 
     xt = np.random.default_rng(0).random((1, 3, 8, 8), dtype=np.float32)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bare_predict as bare
+from lambdalite.core.images import Preprocessor, decode
 from lambdalite.engines import default_threads
-from lambdalite.images import Preprocessor, decode
 from lambdalite.model import load_model
 from lambdalite.tasks.classification import softmax, top_k
-from lambdalite.zoo import ensure_built
+from lambdalite.toolkit.zoo import ensure_built
 
 from report import ROOT, median_ms, per_call, precompile, stamp, timed_runs, write_section
 

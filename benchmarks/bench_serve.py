@@ -37,9 +37,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from lambdalite.zoo import ensure_built
-
 from lambda_servers import HANDLERS, ServeProcess
+
+from lambdalite.toolkit.zoo import ensure_built
+
 from report import ROOT, precompile, stamp, timed_runs, write_section
 
 IMAGE = ROOT / "examples" / "chelsea.jpg"
@@ -100,7 +101,7 @@ def warm_noop(n: int, tmp: Path) -> dict[str, list[float]]:
     sys.path.insert(0, str(HANDLERS))
     import faults
 
-    from lambdalite.invoke_local import LocalContext
+    from lambdalite.toolkit.local.invoke import LocalContext
 
     context = LocalContext()
     args = ("--handler", "faults.fail", "--code-dir", str(HANDLERS), "--max-concurrency", "1")
@@ -118,9 +119,9 @@ def warm_noop(n: int, tmp: Path) -> dict[str, list[float]]:
 
 
 def warm_model(bundle: Path, event: dict[str, str], body: bytes, n: int, tmp: Path) -> dict[str, list[float]]:
-    from lambdalite.function import Function
-    from lambdalite.invoke_local import LocalContext
+    from lambdalite.function.app import Function
     from lambdalite.model import load_model
+    from lambdalite.toolkit.local.invoke import LocalContext
 
     function = Function(load_model(str(bundle), threads=1, warmup=True))
     context = LocalContext()

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lambdalite.export import OPSET, quiet
+from lambdalite.toolkit.convert.export import OPSET, quiet
 
 VOCAB_SIZE = 9490
 ENCODER_DIM, ATTENTION, EMBED, HIDDEN = 2048, 512, 512, 512

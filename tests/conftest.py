@@ -1,37 +1,20 @@
 from __future__ import annotations
 
-import io
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
+from lambdalite.core.bundle import Bundle
 
-from lambdalite.bundle import Bundle
-
-from models import write_tiny_bundle
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def jpeg_bytes(img: Image.Image, **kwargs: object) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", **kwargs)
-    return buf.getvalue()
-
-
-def encode(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kwargs)
-    return buf.getvalue()
+from helpers import lambda_interpreter
+from helpers.images import jpeg_bytes
+from helpers.models import write_tiny_bundle
+from helpers.servers import ImageServer, start_moto
 
 
 @pytest.fixture(scope="session")
@@ -70,40 +53,9 @@ def lambdalite_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 @pytest.fixture(scope="session")
 def demo_bundle() -> Path:
     """The real demo model (efficientnet-lite0), built once into the normal cache."""
-    from lambdalite.zoo import ensure_built
+    from lambdalite.toolkit.zoo import ensure_built
 
     return ensure_built("efficientnet-lite0")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def start_moto(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """moto in server mode on 127.0.0.1 and an ephemeral port; (process, endpoint URL)."""
-    moto = Path(sys.executable).parent / "moto_server"
-    for _attempt in range(3):
-        port = free_port()
-        proc = subprocess.Popen(
-            [str(moto), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, **(extra_env or {})},
-        )
-        endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-                return proc, endpoint
-            except OSError:
-                time.sleep(0.1)
-        proc.kill()
-        proc.wait()
-    raise RuntimeError("moto_server did not start")
 
 
 @pytest.fixture(scope="session")
@@ -131,80 +83,6 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     return moto_endpoint
 
 
-def one_line_error(proc: subprocess.CompletedProcess[str], message: str) -> None:
-    """A CLI failure as users must see it: nonzero exit, one line on stderr, no traceback."""
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert message in lines[0], lines[0]
-
-
-CAT_CLASSES = {"tabby, tabby cat", "tiger cat", "Egyptian cat"}
-
-
-class ImageServer:
-    """A real HTTP server on 127.0.0.1 serving images, redirects and failures for URL tests."""
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        import http.server
-        import threading
-        import time
-
-        routes = files
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                from urllib.parse import parse_qs, urlsplit
-
-                parts = urlsplit(self.path)
-                path = parts.path
-                if path == "/redirect":  # /redirect?to=<url or path>
-                    self.send_response(302)
-                    self.send_header("Location", parse_qs(parts.query)["to"][0])
-                    self.end_headers()
-                    return
-                if path == "/loop":
-                    self.send_response(302)
-                    self.send_header("Location", "/loop")
-                    self.end_headers()
-                    return
-                if path == "/slow":
-                    time.sleep(2.0)
-                if path == "/huge":
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(500 * 2**20))
-                    self.end_headers()
-                    return
-                data = routes.get(path)
-                if data is None:
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "image/jpeg")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="session")
 def image_server(chelsea_jpeg: bytes) -> Iterator[ImageServer]:
     from PIL import Image as PILImage
@@ -223,24 +101,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if "aws" not in item.keywords]
-
-
-def lambda_interpreter(version: str) -> str | None:
-    """A local Python `version` ("3.12"): on PATH, or a pyenv install. None if there is none."""
-    import glob
-    import shutil
-
-    candidates = [shutil.which(f"python{version}") or ""]
-    candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))
-    for exe in candidates:
-        if not exe:
-            continue
-        proc = subprocess.run(
-            [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
-        )
-        if proc.returncode == 0 and proc.stdout.strip() == version:
-            return exe
-    return None
 
 
 # The Lambda runtime the artifact tests build for. python3.12 (Amazon Linux 2023) is what the pinned

@@ -1,6 +1,8 @@
 """Every error lambdalite raises on purpose, in one tree.
 
     LambdaliteError                 base: one-line message in str(), exit_code 1, HTTP 500
+    ├── InternalError               an unexpected failure in the function; details only in its logs
+    ├── ConfigError                 an environment variable (or setting) has a value that is not allowed
     ├── UsageError                  the CLI was called wrongly (exit code 2)
     ├── ModelNotFoundError          a model reference names nothing we can find
     ├── SourceError                 a model source (file, https, s3) failed: missing, denied, refused
@@ -17,6 +19,9 @@
     │   ├── ImageTooLargeError      more pixels than the decompression-bomb guard allows
     │   ├── PayloadTooLargeError    body over the size cap (HTTP 413)
     │   └── UnsupportedMediaTypeError  a content type we cannot read (HTTP 415)
+    ├── RouteError                  the request names no route, or a method the route has not
+    │   ├── RouteNotFoundError      no such path (HTTP 404)
+    │   └── MethodNotAllowedError   the path exists, the method does not (HTTP 405)
     ├── FetchError                  fetching an image URL failed (HTTP 502)
     │   ├── URLRefusedError         the URL is not allowed: scheme, private address (HTTP 422)
     │   └── FetchTimeoutError       the fetch timed out (HTTP 504)
@@ -41,6 +46,11 @@ from typing import ClassVar
 
 __all__ = [
     "BuildError",
+    "ConfigError",
+    "InternalError",
+    "MethodNotAllowedError",
+    "RouteError",
+    "RouteNotFoundError",
     "BundleError",
     "ChecksumError",
     "DeployError",
@@ -89,6 +99,17 @@ class LambdaliteError(Exception):
     def type_name(self) -> str:
         """The name clients see, in `{"error": {"type": ...}}` and as Lambda's `errorType`."""
         return type(self).__name__
+
+
+class InternalError(LambdaliteError):
+    """An unexpected failure inside the function; details are in the function's logs only."""
+
+
+class ConfigError(LambdaliteError):
+    """Raised at init when a setting (an environment variable) has a value that is not allowed;
+    the message names the variable, the value and what is allowed."""
+
+    exit_code = 2
 
 
 class UsageError(LambdaliteError):
@@ -162,6 +183,28 @@ class UnsupportedMediaTypeError(InputError):
     """Raised when a request's content type is one we cannot read."""
 
     status = 415
+
+
+class RouteError(LambdaliteError):
+    """Raised when a request's path or method is not one the function serves."""
+
+    status = 404
+
+
+class RouteNotFoundError(RouteError):
+    """Raised when no route has the request's path."""
+
+    status = 404
+
+
+class MethodNotAllowedError(RouteError):
+    """Raised when the path is a route but not for the request's method; `allow` lists its methods."""
+
+    status = 405
+
+    def __init__(self, message: str, *, allow: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.allow = allow
 
 
 class FetchError(LambdaliteError):

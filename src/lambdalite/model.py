@@ -12,11 +12,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .bundle import Bundle, open_bundle
-from .engines import import_engine
-from .progress import Progress
-from .sources import resolve
-from .tasks import Task, load_task
+from lambdalite.core.bundle import Bundle, open_bundle
+from lambdalite.core.images import DecodeLimits
+from lambdalite.core.progress import Progress
+from lambdalite.engines import default_threads, import_engine
+from lambdalite.settings import Settings
+from lambdalite.sources.references import resolve
+from lambdalite.sources.zoo import Builder
+from lambdalite.tasks import Task, load_task
 
 __all__ = ["Model", "load_model"]
 
@@ -46,10 +49,12 @@ class Model:
 def load_model(
     reference: str,
     *,
+    settings: Settings | None = None,
     threads: int | None = None,
     progress: Progress | None = None,
     warmup: bool = False,
     trust_code: bool | None = None,
+    build_zoo: Builder | None = None,
 ) -> Model:
     """Resolve `reference`, open the bundle and load its task; optionally run it once.
 
@@ -57,16 +62,24 @@ def load_model(
     imports_ms (the engine's framework), session_ms (reading, verifying and loading the model),
     warmup_ms (the first run).
 
-    `trust_code` allows a bundle's own code (`pipeline.py`) to run; None reads
-    `LAMBDALITE_TRUST_CODE` (1 or 0, unset meaning no). Untrusted code raises `TrustError`.
+    `settings` (default: read from this process's environment) give the cache, the threads
+    (`threads` overrides), the image limits and whether a bundle's own code (`pipeline.py`) may
+    run (`trust_code` overrides; untrusted code raises `TrustError`). `build_zoo` builds zoo
+    models the cache lacks (the toolkit's builder).
     """
+    settings = settings or Settings.from_env()
     t0 = time.perf_counter()
-    root = resolve(reference, progress)
+    root = resolve(reference, progress, settings=settings, build_zoo=build_zoo)
     t1 = time.perf_counter()
     bundle = open_bundle(root)
     import_engine(bundle.manifest.engine)
     t2 = time.perf_counter()
-    task = load_task(bundle, threads=threads, trust_code=trust_code)
+    task = load_task(
+        bundle,
+        threads=threads or settings.threads or default_threads(settings.memory_mb),
+        trust_code=settings.trust_code if trust_code is None else trust_code,
+        limits=DecodeLimits(max_pixels=settings.max_pixels),
+    )
     t3 = time.perf_counter()
     timings = {"resolve_ms": (t1 - t0) * 1e3, "imports_ms": (t2 - t1) * 1e3, "session_ms": (t3 - t2) * 1e3}
     if warmup:

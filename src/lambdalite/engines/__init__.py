@@ -17,7 +17,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import EngineError
+from lambdalite.errors import EngineError
 
 __all__ = [
     "ENGINE_MODULES",
@@ -80,21 +80,15 @@ def cpu_quota() -> float | None:
         return None
 
 
-def default_threads() -> int:
+def default_threads(memory_mb: int | None = None) -> int:
     """Intra-op threads that the CPU we may use can actually run.
 
-    `LAMBDALITE_THREADS` wins. Otherwise the smallest of: the CPUs this process may run on,
-    the cgroup quota, and on Lambda the vCPU credits its memory setting buys (1 per 1,769 MB;
-    Lambda shows 2+ cores even at 128 MB, so the visible count oversubscribes).
+    The smallest of: the CPUs this process may run on, the cgroup quota, and on Lambda the vCPU
+    credits its memory size buys (`memory_mb`: 1 per 1,769 MB; Lambda shows 2+ cores even at
+    128 MB, so the visible count oversubscribes). `LAMBDALITE_THREADS` (the settings' `threads`)
+    overrides this where the caller reads it.
     """
-    explicit = os.environ.get("LAMBDALITE_THREADS")
-    if explicit:
-        try:
-            return max(1, int(explicit))
-        except ValueError:
-            raise EngineError(f"LAMBDALITE_THREADS must be a whole number, not {explicit!r}") from None
-    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
-    return threads_for(len(os.sched_getaffinity(0)), cpu_quota(), int(memory) if memory.isdigit() else None)
+    return threads_for(len(os.sched_getaffinity(0)), cpu_quota(), memory_mb)
 
 
 def threads_for(cpus: int, quota: float | None, memory_mb: int | None) -> int:

@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 from ai_edge_litert.interpreter import Interpreter
 
-from ..errors import EngineError
-from . import TensorInfo
+from lambdalite.engines import TensorInfo
+from lambdalite.errors import EngineError
 
 __all__ = ["LiteRTEngine", "load"]
 

@@ -8,8 +8,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from ..errors import EngineError
-from . import TensorInfo
+from lambdalite.engines import TensorInfo
+from lambdalite.errors import EngineError
 
 __all__ = ["OnnxEngine", "load"]
 

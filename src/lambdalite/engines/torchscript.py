@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ..errors import EngineError
-from . import TensorInfo
+from lambdalite.engines import TensorInfo
+from lambdalite.errors import EngineError
 
 __all__ = ["TorchScriptEngine", "load"]
 

@@ -7,19 +7,20 @@ object is created once, at load, and then called per request:
 
 `image-classification` results are the DJL list `[{"className": ..., "probability": ...}]`,
 best first; `image-to-text` results are `{"caption": ..., "score": ...}` (with `beam_size` > 1
-also `"alternatives"`). A bundle may carry code that changes either (`lambdalite.pipeline`).
+also `"alternatives"`). A bundle may carry code that changes either (`tasks.pipeline`). The
+interface every task keeps is `tasks.base.Task`.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
-from typing import Any, Protocol
 
-from ..bundle import Bundle
-from ..errors import BundleError
+from lambdalite.core.bundle import Bundle
+from lambdalite.core.images import DecodeLimits
+from lambdalite.errors import BundleError
+from lambdalite.tasks.base import Capabilities, Task, TaskFactory, TensorAccess
 
-__all__ = ["TASK_MODULES", "Task", "load_task"]
+__all__ = ["TASK_MODULES", "Capabilities", "Task", "TaskFactory", "TensorAccess", "builtin_factory", "load_task"]
 
 TASK_MODULES = {
     "image-classification": "lambdalite.tasks.classification",
@@ -27,39 +28,28 @@ TASK_MODULES = {
 }
 
 
-class Task(Protocol):
-    """A loaded model that answers requests. `predict` takes encoded images (bytes)."""
-
-    task: str
-    bundle: Bundle
-
-    def predict(self, images: Sequence[bytes], **options: Any) -> list[Any]: ...
-
-    def warmup(self) -> None: ...
-
-
-class TaskFactory(Protocol):
-    def __call__(self, bundle: Bundle, *, threads: int | None = None) -> Task: ...
-
-
-def load_task(bundle: Bundle, *, threads: int | None = None, trust_code: bool | None = False) -> Task:
+def load_task(
+    bundle: Bundle, *, threads: int | None = None, trust_code: bool = False, limits: DecodeLimits | None = None
+) -> Task:
     """The task for `bundle`. A bundle with its own code (a `pipeline` file) loads only when
-    `trust_code` is true (None: `LAMBDALITE_TRUST_CODE` decides), and raises `TrustError`
-    otherwise (see `lambdalite.pipeline`). Bundles without code never import that module."""
+    `trust_code` is true, and raises `TrustError` otherwise (see `lambdalite.tasks.pipeline`).
+    Bundles without code never import that module. `threads` defaults to what the CPUs allow."""
+    from lambdalite.engines import default_threads
+
+    threads = threads or default_threads()
+    limits = limits or DecodeLimits()
     if "pipeline" in bundle.manifest.files:
-        from .. import pipeline
+        from lambdalite.tasks import pipeline
 
-        if trust_code is None:
-            trust_code = pipeline.trust_from_env()
-        return pipeline.load(bundle, threads=threads, trust_code=trust_code, builtin=_load_builtin)
-    return _load_builtin(bundle, threads)
+        return pipeline.load(bundle, threads=threads, trust_code=trust_code, limits=limits, builtin=builtin_factory)
+    return builtin_factory(bundle.manifest.task)(bundle, threads=threads, limits=limits)
 
 
-def _load_builtin(bundle: Bundle, threads: int | None) -> Task:
-    task = bundle.manifest.task
+def builtin_factory(task: str) -> TaskFactory:
+    """The `load` of the built-in task module for the manifest's `task`."""
     try:
         module = importlib.import_module(TASK_MODULES[task])
     except KeyError:  # pragma: no cover - the manifest already validated the task name
         raise BundleError(f"unsupported task {task!r}") from None
     factory: TaskFactory = module.load
-    return factory(bundle, threads=threads)
+    return factory

@@ -37,16 +37,17 @@ kept, best first, under `alternatives` (the first is the caption itself).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from ..bundle import Bundle
-from ..engines import Engine, load_engine
-from ..errors import BundleError, EngineError, InputError
-from ..images import Preprocessor
+from lambdalite.core.bundle import Bundle
+from lambdalite.core.images import DEFAULT_LIMITS, DecodeLimits, Preprocessor
+from lambdalite.engines import Engine, load_engine
+from lambdalite.errors import BundleError, EngineError, InputError
+from lambdalite.tasks.base import Capabilities, Preprocess
 
 __all__ = ["OPTIONS", "Captioner", "Hypothesis", "load"]
 
@@ -130,9 +131,19 @@ def _whole(options: Mapping[str, Any], key: str, low: int, high: int) -> int:
 class Captioner:
     """An `image-to-text` bundle loaded: its two engines, its vocabulary, its validated options."""
 
-    task = "image-to-text"
+    kind = "image-to-text"
+    capabilities = Capabilities()  # two models and a search: no single engine to feed tensors to
 
-    def __init__(self, bundle: Bundle, encoder: Engine, decoder: Engine, vocab: list[str]) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        encoder: Engine,
+        decoder: Engine,
+        vocab: list[str],
+        *,
+        limits: DecodeLimits = DEFAULT_LIMITS,
+        preprocess: Preprocess | None = None,
+    ) -> None:
         self.bundle = bundle
         self.encoder = encoder
         self.decoder = decoder
@@ -161,14 +172,14 @@ class Captioner:
             )
         self.suppress = np.array(sorted({ids[t] for t in suppress} - {self.end}), np.int64)
         spec = m.input
-        self.preprocess: Callable[[bytes], npt.NDArray[np.generic]] = Preprocessor.from_spec(spec)
+        self.preprocess: Preprocess = preprocess or Preprocessor.from_spec(spec, limits)
         self.input_name = spec.name or encoder.inputs[0].name
         if self.input_name not in {i.name for i in encoder.inputs}:
             raise BundleError(f"lambdalite.json: input.name: the encoder has no input {self.input_name!r}")
         batch_dim = next((i.shape[0] for i in encoder.inputs if i.name == self.input_name and i.shape), -1)
         self.max_encoder_batch = None if batch_dim in (-1, 0) else batch_dim
         self.spec = _decoder_spec(encoder, decoder, m.output.name, m.name)
-        self.probabilities = m.output.kind == "probabilities"
+        self.scores_are_probabilities = m.output.kind == "probabilities"
         out = decoder.outputs[self.spec.logits]
         if out.shape and out.shape[-1] > 0 and out.shape[-1] != len(vocab):
             raise BundleError(
@@ -273,7 +284,7 @@ class Captioner:
     def _log_probs(self, raw: Array) -> npt.NDArray[np.float64]:
         """Next-token log-probabilities (rows, V), suppressed tokens at -inf."""
         x = raw.astype(np.float64).reshape(raw.shape[0], -1)
-        if self.probabilities:
+        if self.scores_are_probabilities:
             x = np.log(np.maximum(x, 1e-300))  # a zero stays finite, so every row can still end
         x[:, self.suppress] = -np.inf
         x -= x.max(axis=1, keepdims=True)
@@ -409,7 +420,9 @@ def _read_vocab(bundle: Bundle) -> list[str]:
     return [line.removesuffix("\r") for line in lines]
 
 
-def load(bundle: Bundle, *, threads: int | None = None) -> Captioner:
+def load(
+    bundle: Bundle, *, threads: int, limits: DecodeLimits = DEFAULT_LIMITS, preprocess: Preprocess | None = None
+) -> Captioner:
     encoder_model, check_encoder = bundle.read_deferred("encoder")
     decoder_model, check_decoder = bundle.read_deferred("decoder")
     vocab = _read_vocab(bundle)
@@ -422,4 +435,4 @@ def load(bundle: Bundle, *, threads: int | None = None) -> Captioner:
         raise
     check_encoder()
     check_decoder()
-    return Captioner(bundle, encoder, decoder, vocab)
+    return Captioner(bundle, encoder, decoder, vocab, limits=limits, preprocess=preprocess)

@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..bundle import Bundle
-from ..engines import Engine, load_engine
-from ..errors import BundleError, EngineError, InputError
-from ..images import Preprocessor
+from lambdalite.core.bundle import Bundle
+from lambdalite.core.images import DEFAULT_LIMITS, DecodeLimits, Preprocessor
+from lambdalite.engines import Engine, load_engine
+from lambdalite.errors import BundleError, EngineError, InputError
+from lambdalite.tasks.base import Capabilities, Preprocess, TensorAccess
 
 __all__ = ["Classifier", "load", "softmax", "top_k"]
 
@@ -37,14 +38,22 @@ def top_k(probs: npt.NDArray[np.floating[Any]], labels: Sequence[str], k: int) -
 
 
 class Classifier:
-    task = "image-classification"
+    kind = "image-classification"
 
-    def __init__(self, bundle: Bundle, engine: Engine, labels: list[str]) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        engine: Engine,
+        labels: list[str],
+        *,
+        limits: DecodeLimits = DEFAULT_LIMITS,
+        preprocess: Preprocess | None = None,
+    ) -> None:
         self.bundle = bundle
         self.engine = engine
         self.labels = labels
         spec = bundle.manifest.input
-        self.preprocess = Preprocessor.from_spec(spec)
+        self.preprocess: Preprocess = preprocess or Preprocessor.from_spec(spec, limits)
         self.input_name = spec.name or engine.inputs[0].name
         names = [o.name for o in engine.outputs]
         out_name = bundle.manifest.output.name
@@ -58,6 +67,9 @@ class Classifier:
         batch_dim = next((i.shape[0] for i in engine.inputs if i.name == self.input_name and i.shape), -1)
         self.max_batch = None if batch_dim in (-1, 0) else batch_dim
         self._check_labels()
+        self.capabilities = Capabilities(
+            labels=tuple(labels), tensors=TensorAccess(engine, self.input_name, self.preprocess)
+        )
 
     def _check_labels(self) -> None:
         out = self.engine.outputs[self.output_index]
@@ -68,11 +80,12 @@ class Classifier:
                 f"{self.bundle.manifest.files['labels'].path} lists {len(self.labels)}"
             )
 
-    def probabilities(self, batch: npt.NDArray[np.generic]) -> npt.NDArray[np.float64]:
+    def class_probabilities(self, batch: npt.NDArray[np.generic]) -> npt.NDArray[np.float64]:
         """Run a preprocessed batch and return class probabilities, one row per sample."""
         if self.max_batch is not None and batch.shape[0] > self.max_batch:
             parts = [
-                self.probabilities(batch[i : i + self.max_batch]) for i in range(0, batch.shape[0], self.max_batch)
+                self.class_probabilities(batch[i : i + self.max_batch])
+                for i in range(0, batch.shape[0], self.max_batch)
             ]
             return np.concatenate(parts)
         raw = self.engine.run({self.input_name: batch})[self.output_index]
@@ -92,7 +105,7 @@ class Classifier:
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise InputError(f"top_k must be a positive whole number, not {k!r}")
         batch = np.stack([self.preprocess(data) for data in images])
-        probs = self.probabilities(batch)
+        probs = self.class_probabilities(batch)
         return [top_k(row, self.labels, k) for row in probs]
 
     def warmup(self) -> None:
@@ -108,7 +121,9 @@ class Classifier:
             ) from exc
 
 
-def load(bundle: Bundle, *, threads: int | None = None) -> Classifier:
+def load(
+    bundle: Bundle, *, threads: int, limits: DecodeLimits = DEFAULT_LIMITS, preprocess: Preprocess | None = None
+) -> Classifier:
     model, check = bundle.read_deferred("model")
     labels = bundle.read_lines("labels")
     try:
@@ -117,4 +132,4 @@ def load(bundle: Bundle, *, threads: int | None = None) -> Classifier:
         check()  # a corrupt file explains a load failure better than the engine can
         raise
     check()
-    return Classifier(bundle, engine, labels)
+    return Classifier(bundle, engine, labels, limits=limits, preprocess=preprocess)

@@ -1,0 +1,389 @@
+"""`lambdalite serve` (the local Lambda) and `lambdalite invoke` (a client for it, or for any Invoke API).
+
+    lambdalite serve efficientnet-lite0 --memory 1024 --timeout 30
+    curl -XPOST localhost:8080/2015-03-31/functions/function/invocations -d '{"url": "https://..."}'
+    lambdalite invoke --image cat.jpg --log-tail
+
+Both are thin: the work is in `server.py` (the emulator) and `client.py` (plain HTTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from lambdalite.errors import EmulatorError, UsageError
+
+__all__ = [
+    "DEFAULT_HANDLER",
+    "invoke",
+    "serve",
+]
+
+DEFAULT_HANDLER = "lambdalite.handler.handler"
+_STATUS_EVERY_S = 10.0  # without a terminal, one summary line at most this often
+
+
+@click.command()
+@click.argument("model", required=False)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
+@click.option("--function-name", help="The function's name (default: the model's name, or `function`).")
+@click.option("--handler", help=f"module.function to run (default: {DEFAULT_HANDLER}).")
+@click.option(
+    "--code-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The function's code, read-only to it (LAMBDA_TASK_ROOT; default: the model bundle, or .).",
+)
+@click.option("--memory", default=1024, show_default=True, type=click.IntRange(128, 10240), help="Memory size, MB.")
+@click.option("--timeout", default=30, show_default=True, type=click.IntRange(1, 900), help="Function timeout, s.")
+@click.option("--max-concurrency", type=click.IntRange(min=1), help="Most instances at once [default: CPU count].")
+@click.option(
+    "--idle-timeout",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Stop instances idle this long, s.",
+)
+@click.option(
+    "--ephemeral-storage", default=512, show_default=True, type=click.IntRange(512, 10240), help="/tmp size, MB."
+)
+@click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="An environment variable (repeatable).")
+@click.option(
+    "--env-vars",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help='SAM-style env.json: {"FunctionLogicalId": {...}} or {"Parameters": {...}}.',
+)
+@click.option("--queue", is_flag=True, help="Queue invocations when every instance is busy (default: 429).")
+@click.option(
+    "--api",
+    type=click.Choice(["http", "rest"]),
+    default="http",
+    show_default=True,
+    help="The API Gateway in front: an HTTP API (payload 2.0) or a REST API (payload 1.0).",
+)
+@click.option(
+    "--binary-media-types",
+    default="",
+    metavar="TYPES",
+    help="REST API only: comma-separated binary media types, e.g. 'image/*,multipart/form-data' "
+    "(without them binary uploads arrive as mangled text, as on AWS).",
+)
+@click.option("--init-budget", default=10.0, hidden=True, type=click.FloatRange(min=0.1))
+def serve(
+    model: str | None,
+    host: str,
+    port: int,
+    function_name: str | None,
+    handler: str | None,
+    code_dir: Path | None,
+    memory: int,
+    timeout: int,
+    max_concurrency: int | None,
+    idle_timeout: float,
+    ephemeral_storage: int,
+    env_pairs: tuple[str, ...],
+    env_vars: Path | None,
+    queue: bool,
+    api: str,
+    binary_media_types: str,
+    init_budget: float,
+) -> None:
+    """Run MODEL as a local Lambda function: the Invoke API on --port, instances on demand.
+
+    Each instance is a separate process running the official runtime client (awslambdaric)
+    against its own Runtime API, with Lambda's limits: the timeout, the memory size, a private
+    /tmp of --ephemeral-storage MB and a read-only filesystem. boto3, the AWS CLI and curl work
+    unchanged (endpoint http://HOST:PORT; the function is its name, its ARN or `function`).
+    """
+    from lambdalite.core.progress import Stderr
+    from lambdalite.toolkit.local.environment import check_user_environment, load_env_file, parse_env_pairs
+    from lambdalite.toolkit.local.messages import FunctionConfig
+
+    if not hasattr(os, "pidfd_open") or not sys.platform.startswith("linux"):
+        raise EmulatorError(
+            "lambdalite serve needs Linux 5.3 or later (pidfds, mount namespaces, Landlock: Lambda's own "
+            "building blocks); use `lambdalite invoke-local` here, or run serve in a Linux container"
+        )
+    if model is None and handler is None:
+        raise UsageError("give a MODEL to serve, or --handler module.function (with --code-dir) for your own code")
+    handler = handler or DEFAULT_HANDLER
+    if "." not in handler.strip("."):
+        raise UsageError(f"--handler expects module.function, got {handler!r}")
+    model_dir: Path | None = None
+    name = function_name
+    if model is not None:
+        from lambdalite.core.bundle import open_bundle
+        from lambdalite.toolkit.zoo import resolve_model as resolve
+
+        model_dir = resolve(model, progress=Stderr())
+        name = name or _function_name(open_bundle(model_dir).manifest.name)
+    name = name or "function"
+    if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", name):
+        raise UsageError(f"function name {name!r} must be 1-64 letters, digits, '-' or '_'")
+    code = code_dir or (model_dir if handler == DEFAULT_HANDLER and model_dir is not None else Path.cwd())
+    user_env = parse_env_pairs(env_pairs)
+    if env_vars is not None:
+        user_env = {**load_env_file(env_vars, name), **user_env}
+    check_user_environment(user_env)
+    config = FunctionConfig(
+        name=name,
+        handler=handler,
+        code_dir=str(code.resolve()),
+        memory_mb=memory,
+        timeout_s=float(timeout),
+        ephemeral_mb=ephemeral_storage,
+        environment=user_env,
+        model_dir=str(model_dir) if model_dir is not None else None,
+        max_concurrency=max_concurrency or os.cpu_count() or 1,
+        idle_timeout_s=idle_timeout,
+        queue=queue,
+        init_budget_s=init_budget,
+    )
+    if binary_media_types and api != "rest":
+        raise UsageError("--binary-media-types applies to --api rest (HTTP APIs base64 every binary body)")
+    from lambdalite.toolkit.local.gateway import GatewayConfig
+
+    gateway = GatewayConfig(api, binary_media_types.split(","))  # type: ignore[arg-type]
+    asyncio.run(_serve(config, host, port, gateway))
+
+
+def _gateway_refusal(exc: BaseException) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """What API Gateway answers when Lambda refuses the invocation (throttled, too large)."""
+    from lambdalite.errors import InvokeRefusedError
+
+    if not isinstance(exc, InvokeRefusedError):
+        return None
+    message = {429: "Too Many Requests", 413: "Request Too Long"}.get(exc.status, "Internal Server Error")
+    status = exc.status if exc.status in (413, 429) else 500
+    return status, [("Content-Type", "application/json")], json.dumps({"message": message}).encode()
+
+
+def _function_name(bundle_name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_-]+", "-", bundle_name).strip("-")[:64] or "function"
+
+
+async def _serve(config: Any, host: str, port: int, gateway: Any) -> None:
+    from lambdalite.toolkit.local.gateway import FrontDoor
+    from lambdalite.toolkit.local.server import LambdaServer
+
+    console = _Console(sys.stdout, sys.stderr)
+    server = LambdaServer(config, log=console.line)
+    server.fallback = FrontDoor(gateway, server.invoke, refused=_gateway_refusal)
+    try:
+        bound = await server.start(host, port)
+    except OSError as exc:
+        await server.close()
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise EmulatorError(f"cannot listen on {host}:{port}: {reason}") from exc
+    console.banner(server, host, bound, gateway)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    ticker = loop.create_task(_tick(console, server))
+    try:
+        await stop.wait()
+    finally:
+        ticker.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        console.clear()
+        await server.close()
+        console.goodbye(server)
+
+
+async def _tick(console: _Console, server: Any) -> None:
+    while True:
+        await asyncio.sleep(0.5 if console.tty else _STATUS_EVERY_S)
+        console.status(server.summary())
+
+
+class _Console:
+    """Log lines on stdout; a live summary on stderr (redrawn in place on a terminal)."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out = out
+        self.err = err
+        self.tty = err.isatty()
+        self.shown = ""
+        self.last: Any = None
+        self.flush_pending = False
+        self.drawn = False  # the status line is on screen
+
+    def line(self, text: str) -> None:
+        self.clear()
+        # awslambdaric joins the lines of one error record with \r (CloudWatch keeps it whole).
+        self.out.write(text.replace("\r", "\n") + "\n")
+        if not self.flush_pending:  # one flush per loop iteration, after the answer went out
+            self.flush_pending = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_pending = False
+        self.out.flush()
+        if self.tty and self.shown and not self.drawn:
+            self.err.write(self.shown)
+            self.err.flush()
+            self.drawn = True
+
+    def clear(self) -> None:
+        if self.drawn:
+            self.err.write("\r\033[K")
+            self.err.flush()
+            self.drawn = False
+
+    def status(self, summary: Any) -> None:
+        if summary == self.last:
+            return
+        self.last = summary
+        text = _status_text(summary)
+        if self.tty:
+            self.out.flush()  # log lines first, then the status line under them
+            self.shown = text
+            self.err.write("\r\033[K" + text)
+            self.drawn = True
+        else:
+            self.err.write(text + "\n")
+        self.err.flush()
+
+    def banner(self, server: Any, host: str, port: int, gateway: Any) -> None:
+        c = server.config
+        caps = server.caps
+        model = f" (model {c.model_dir})" if c.model_dir else ""
+        lines = [
+            f"lambdalite serve: function {c.name}{model}",
+            f"  handler     {c.handler}  (code {c.code_dir}, read-only)",
+            f"  limits      {c.memory_mb} MB, {c.timeout_s:g} s timeout, /tmp {c.ephemeral_mb} MB, "
+            f"up to {c.max_concurrency} instance{'s' if c.max_concurrency != 1 else ''}"
+            f"{', queued' if c.queue else ''}",
+            f"  Invoke API  http://{host}:{port}/2015-03-31/functions/{c.name}/invocations  (or .../function/...)",
+        ]
+        kind = (
+            "HTTP API, payload 2.0"
+            if gateway.api == "http"
+            else ("REST API, payload 1.0, binary media types: " + (", ".join(gateway.binary_media_types) or "none"))
+        )
+        lines.append(f"  API Gateway http://{host}:{port}/  ({kind}; the page at /, POST /predict)")
+        if caps.mount:
+            lines.append(
+                f"  sandbox     private tmpfs /tmp, read-only filesystem, Landlock ABI {caps.landlock or 'missing'}"
+            )
+        elif caps.landlock:
+            lines.append(
+                f"  sandbox     warning: no mount namespace ({caps.note or 'needs root'}): TMPDIR is a private "
+                "directory with a per-file quota; Landlock keeps everything else read-only"
+            )
+        else:
+            lines.append("  sandbox     warning: neither mount namespaces nor Landlock: the code directory is writable")
+        self.err.write("\n".join(lines) + "\n")
+        self.err.flush()
+
+    def goodbye(self, server: Any) -> None:
+        s = server.summary()
+        lines = [f"lambdalite: stopped. {_status_text(s)}"]
+        if s.invocations:
+            cost = server.cost()
+            lines.append(
+                f"  cost estimate: ${cost.total_usd:.2f} per million requests at {cost.memory_mb} MB and "
+                f"{cost.mean_billed_ms:.1f} ms billed on average (${cost.requests_usd:.2f} requests + "
+                f"${cost.compute_usd:.2f} compute; x86_64, us-east-1, before the free tier)"
+            )
+            cold = server.cold_start_cost()
+            if cold is not None:
+                lines.append(
+                    f"  each cold start adds {cold[0]:.0f} ms of billed init "
+                    f"(${cold[1] * 1e6:.2f} per million cold starts)"
+                )
+        self.err.write("\n".join(lines) + "\n")
+        self.err.flush()
+
+
+def _status_text(s: Any) -> str:
+    p50 = f"{s.p50_ms:.1f}" if s.p50_ms is not None else "-"
+    p99 = f"{s.p99_ms:.1f}" if s.p99_ms is not None else "-"
+    return (
+        f"instances {s.instances} ({s.warm} warm, {s.busy} busy) | invocations {s.invocations} | "
+        f"cold starts {s.cold_starts} | errors {s.errors} | throttled {s.throttles} | p50 {p50} ms | p99 {p99} ms"
+    )
+
+
+@click.command()
+@click.option("--endpoint", default="http://127.0.0.1:8080", show_default=True, help="The Invoke API's base URL.")
+@click.option("--function", "function_name", default="function", show_default=True, help="Name or ARN.")
+@click.option("--payload", help="JSON, or @FILE to read it from a file.")
+@click.option("--image", type=click.Path(dir_okay=False, exists=True, path_type=Path), help='Send {"image": base64}.')
+@click.option(
+    "--invocation-type",
+    type=click.Choice(["RequestResponse", "Event", "DryRun"]),
+    default="RequestResponse",
+    show_default=True,
+)
+@click.option("--log-tail", is_flag=True, help="Print the invocation's log (the last 4 KB) on stderr.")
+@click.option("--timeout", default=900.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds to wait.")
+def invoke(
+    endpoint: str,
+    function_name: str,
+    payload: str | None,
+    image: Path | None,
+    invocation_type: str,
+    log_tail: bool,
+    timeout: float,
+) -> None:
+    """Invoke a function and print its response, like `aws lambda invoke`.
+
+    The response payload goes to stdout; the metadata (StatusCode, FunctionError, ExecutedVersion)
+    and, with --log-tail, the log go to stderr. A function error still exits 0, as with the AWS CLI.
+    """
+    from lambdalite.toolkit.local.client import invoke_http
+
+    if payload is not None and image is not None:
+        raise UsageError("give --payload or --image, not both")
+    body = _payload(payload, image)
+    answer = invoke_http(endpoint, function_name, body, invocation_type, log_tail, timeout)
+    meta: dict[str, Any] = {"StatusCode": answer.status}
+    if answer.function_error:
+        meta["FunctionError"] = answer.function_error
+    if answer.log_result:
+        meta["LogResult"] = answer.log_result
+    if answer.executed_version:
+        meta["ExecutedVersion"] = answer.executed_version
+    if answer.payload:
+        click.echo(_pretty(answer.payload))
+    click.echo(json.dumps({k: v for k, v in meta.items() if k != "LogResult"}, indent=4), err=True)
+    if log_tail and answer.log_result:
+        click.echo(base64.b64decode(answer.log_result).decode("utf-8", "replace").replace("\r", "\n"), err=True)
+
+
+def _payload(payload: str | None, image: Path | None) -> bytes:
+    if image is not None:
+        try:
+            data = image.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {image}: {exc.strerror}") from exc
+        return json.dumps({"image": base64.b64encode(data).decode()}).encode()
+    if payload is None:
+        return b"{}"
+    if payload.startswith("@"):
+        path = Path(payload[1:])
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    return payload.encode()
+
+
+def _pretty(payload: bytes) -> str:
+    try:
+        return json.dumps(json.loads(payload), indent=2, ensure_ascii=False)
+    except ValueError:
+        return payload.decode("utf-8", "replace")

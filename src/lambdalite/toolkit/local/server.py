@@ -1,0 +1,473 @@
+"""The local Lambda: the Invoke API on one port, a pool of instances behind it.
+
+    server = LambdaServer(config, log=print)
+    port = await server.start("127.0.0.1", 8080)
+    result = await server.invoke(b'{"url": "..."}')      # in process, no HTTP
+    await server.close()                                   # every instance killed and reaped
+
+Scheduling is Lambda's: a free warm instance takes the invocation; otherwise a new one starts
+(a cold start) while fewer than `max_concurrency` exist; otherwise the answer is 429
+TooManyRequestsException, or, with `queue`, the invocation waits for the first free instance.
+`Event` invocations are queued (202), wait for capacity instead of being throttled, and are
+retried twice on a function error with the same request id. Idle instances are stopped after
+`idle_timeout_s`.
+
+The seam for an HTTP front door (API Gateway, `lambdalite.toolkit.local.gateway`):
+
+* Every request on the serve port that is not the Invoke API goes to `fallback`, an async callable
+  `(method, path, query, headers, body) -> (status, [(header, value), ...], body)`; `headers` has
+  lower-cased names. The default answers 404 `{"message": "Not Found"}`. It may be set after
+  construction, since a front door usually needs the server's `invoke`:
+  `server.fallback = FrontDoor(GatewayConfig(), server.invoke)`.
+* `LambdaServer.invoke(payload, ...)` runs one invocation and returns an `InvokeResult` (status,
+  payload bytes, `function_error`, `error_type`, the invocation's log, durations, request id). It
+  raises `InvokeRefusedError` subclasses for service errors: `TooManyRequestsError` when throttled,
+  `RequestTooLargeError` for an oversized payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lambdalite
+from lambdalite.errors import (
+    EmulatorError,
+    FunctionNotFoundError,
+    InvalidParameterValueError,
+    InvokeRefusedError,
+    TooManyRequestsError,
+)
+from lambdalite.toolkit.local import protocol
+from lambdalite.toolkit.local.environment import lambda_environment
+from lambdalite.toolkit.local.http import HttpServer
+from lambdalite.toolkit.local.instances import Instance, Job, LogSink
+from lambdalite.toolkit.local.messages import FunctionConfig, InvokeResult, Outcome, Reply, Request, SandboxCaps
+
+__all__ = ["Fallback", "LambdaServer", "Summary", "not_found", "probe_sandbox"]
+
+Fallback = Callable[[str, str, str, Mapping[str, str], bytes], Awaitable[tuple[int, Sequence[tuple[str, str]], bytes]]]
+_FRONT_DOOR_BODY_LIMIT = 10 * 2**20  # API Gateway's payload limit; the Invoke API checks its own 6 MB
+_STATS_WINDOW = 100_000
+
+
+async def not_found(
+    method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+) -> tuple[int, Sequence[tuple[str, str]], bytes]:
+    return 404, [("Content-Type", "application/json")], b'{"message": "Not Found"}'
+
+
+def probe_sandbox() -> SandboxCaps:
+    """Ask a throwaway process what the sandbox can do here (mount namespace, Landlock)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(_package_paths()))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lambdalite.toolkit.local.sandbox", "--probe"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
+        found = json.loads(proc.stdout)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        return SandboxCaps(False, 0, f"sandbox probe failed: {exc}")
+    return SandboxCaps(bool(found["mount"]), int(found["landlock"]), found.get("mount_error"))
+
+
+def _package_paths() -> list[str]:
+    """Where lambdalite and its dependencies are imported from, for the instances' PYTHONPATH."""
+    here = str(Path(lambdalite.__file__).resolve().parent.parent)
+    return [here, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A snapshot for the live status line and the exit report."""
+
+    instances: int
+    busy: int
+    invocations: int
+    cold_starts: int
+    errors: int
+    throttles: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+    @property
+    def warm(self) -> int:
+        return self.instances - self.busy
+
+
+class LambdaServer:
+    def __init__(
+        self,
+        config: FunctionConfig,
+        *,
+        log: LogSink | None = None,
+        fallback: Fallback = not_found,
+        caps: SandboxCaps | None = None,
+    ) -> None:
+        self.config = config
+        self.log: LogSink = log or (lambda line: print(line, flush=True))
+        self.fallback = fallback
+        self.caps = caps
+        self.http = HttpServer(self.handle, max_body=_FRONT_DOOR_BODY_LIMIT)
+        self.instances: list[Instance] = []
+        self.idle: list[Instance] = []  # most recently used last: reuse the warmest
+        self.waiters: deque[asyncio.Future[Instance]] = deque()
+        self.events: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self.durations: deque[float] = deque(maxlen=_STATS_WINDOW)
+        self.billed: deque[int] = deque(maxlen=_STATS_WINDOW)
+        self.inits: deque[float] = deque(maxlen=_STATS_WINDOW)
+        self.invocations = self.cold_starts = self.errors = self.throttles = 0
+        self.closing = False
+        self._numbers = 0
+        self._reaper: asyncio.Task[None] | None = None
+        self._scratch: str | None = None
+        self._environment: dict[str, str] = {}
+        self._sandbox: dict[str, object] = {}
+        self.arn = protocol.function_arn(config.name, region=config.region, account=config.account)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 8080) -> int:
+        """Prepare the sandbox and listen; returns the bound port."""
+        if self.caps is None:
+            self.caps = await asyncio.to_thread(probe_sandbox)
+        spec = importlib.util.find_spec("awslambdaric")
+        runtime_dir = str(Path(spec.origin).parent.parent) if spec and spec.origin else ""
+        code_dir = str(Path(self.config.code_dir).resolve())
+        pythonpath = [code_dir, *_package_paths()]
+        self._environment = lambda_environment(self.config, pythonpath=pythonpath, runtime_dir=runtime_dir)
+        self._sandbox = {
+            "parent": os.getpid(),
+            "mount": self.caps.mount,
+            "landlock": self.caps.landlock,
+            "tmp_size_mb": self.config.ephemeral_mb,
+            "expose": [code_dir, *([self.config.model_dir] if self.config.model_dir else []), *pythonpath, sys.prefix],
+            "cwd": code_dir,
+            # A backstop only: the parent enforces the memory size on RSS. Runtimes reserve far more
+            # address space than they touch (thread stacks, allocator arenas), so leave room.
+            "address_space_mb": max(4 * self.config.memory_mb, self.config.memory_mb + 8192),
+        }
+        if not self.caps.mount:
+            self._scratch = tempfile.mkdtemp(prefix="lambdalite-")
+            self._sandbox["file_size_mb"] = self.config.ephemeral_mb
+        bound = await self.http.start(host, port)
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
+        return bound
+
+    async def close(self) -> None:
+        """Stop listening, fail whatever waits, kill and reap every instance."""
+        self.closing = True
+        await self.http.close()
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for task in list(self.events):
+            task.cancel()
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.cancel()
+        await asyncio.gather(*(inst.close() for inst in list(self.instances)), return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+    def summary(self) -> Summary:
+        ordered = sorted(self.durations)
+
+        def pct(q: float) -> float | None:
+            return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+        busy = sum(1 for inst in self.instances if inst.busy)
+        live = self._live()
+        return Summary(
+            live,
+            busy,
+            self.invocations,
+            self.cold_starts,
+            self.errors,
+            self.throttles,
+            pct(0.5),
+            pct(0.99),
+        )
+
+    def cost(self) -> protocol.CostEstimate:
+        """A million requests at the measured durations (warm; see `cold_start_cost` for init)."""
+        return protocol.cost_per_million(list(self.billed), self.config.memory_mb)
+
+    def cold_start_cost(self) -> tuple[float, float] | None:
+        """(mean init ms, USD per cold start): init is billed since 2025-08-01."""
+        if not self.inits:
+            return None
+        mean = sum(self.inits) / len(self.inits)
+        usd = self.config.memory_mb / 1024 * protocol.billed_ms(mean) / 1000 * protocol.PRICE_PER_GB_SECOND["x86_64"]
+        return mean, usd
+
+    # -- the in-process seam -------------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        payload: bytes = b"{}",
+        *,
+        invocation_type: protocol.InvocationType = "RequestResponse",
+        client_context: str | None = None,
+        trace_id: str | None = None,
+        cognito_identity: str | None = None,
+        tenant_id: str | None = None,
+        request_id: str | None = None,
+    ) -> InvokeResult:
+        """One invocation of the function, as the Invoke API would run it (without the HTTP).
+
+        `client_context` is the decoded JSON text. Raises `InvokeRefusedError` subclasses for
+        service errors (oversized or non-JSON payload, throttled).
+        """
+        request_id = request_id or str(uuid.uuid4())
+        body = protocol.check_payload(payload, len(payload), invocation_type)
+        return await self._dispatch(
+            request_id, body, invocation_type, client_context, trace_id, cognito_identity, tenant_id
+        )
+
+    async def _dispatch(
+        self,
+        request_id: str,
+        body: bytes,
+        invocation_type: protocol.InvocationType,
+        client_context: str | None,
+        trace_id: str | None,
+        cognito_identity: str | None,
+        tenant_id: str | None,
+    ) -> InvokeResult:
+        job = Job(
+            request_id,
+            body,
+            self.arn,
+            trace_id or protocol.new_trace_id(time.time()),
+            client_context,
+            cognito_identity,
+            tenant_id,
+        )
+        if invocation_type == "DryRun":
+            return InvokeResult(request_id, 204, executed_version=self.config.version)
+        if invocation_type == "Event":
+            task = asyncio.get_running_loop().create_task(self._run_event(job))
+            self.events.add(task)
+            task.add_done_callback(self.events.discard)
+            return InvokeResult(request_id, 202, executed_version=self.config.version)
+        instance = await self._acquire(wait=self.config.queue)
+        try:
+            outcome = await instance.run(job)
+        finally:
+            self._release(instance)
+        return self._record(job, outcome)
+
+    async def _run_event(self, job: Job) -> None:
+        delays = (0.0, *self.config.event_retry_delays_s)
+        for attempt, delay in enumerate(delays, 1):
+            if delay:
+                await asyncio.sleep(delay)
+            instance = await self._acquire(wait=True)  # async invokes wait out throttling
+            try:
+                outcome = await instance.run(
+                    Job(job.request_id, job.payload, job.function_arn, job.trace_id, job.client_context)
+                )
+            finally:
+                self._release(instance)
+            self._record(job, outcome)
+            if outcome.kind == "response":
+                return
+            if attempt < len(delays):
+                self.log(f"lambdalite: event {job.request_id} failed ({outcome.error_type}); retrying")
+        self.log(f"lambdalite: event {job.request_id} failed {len(delays)} times; dropped")
+
+    def _record(self, job: Job, outcome: Outcome) -> InvokeResult:
+        self.invocations += 1
+        self.durations.append(outcome.duration_ms)
+        self.billed.append(protocol.billed_ms(outcome.duration_ms))  # the warm cost; init is counted apart
+        if outcome.init_ms is not None:
+            self.inits.append(outcome.init_ms)
+        failed = outcome.kind != "response"
+        self.errors += failed
+        return InvokeResult(
+            job.request_id,
+            200,
+            outcome.payload,
+            outcome.content_type,
+            "Unhandled" if failed else None,  # every function error is Unhandled on today's Lambda
+            outcome.error_type if failed else None,
+            outcome.log,
+            outcome.duration_ms,
+            outcome.billed_ms,
+            outcome.init_ms,
+            outcome.max_memory_mb,
+            self.config.version,
+        )
+
+    # -- scheduling ----------------------------------------------------------------------------------
+
+    async def _acquire(self, *, wait: bool) -> Instance:
+        while self.idle:
+            instance = self.idle.pop()
+            if instance.usable:
+                return instance
+        if self._live() < self.config.max_concurrency:
+            return await self._new_instance()
+        if not wait:
+            self.throttles += 1
+            raise TooManyRequestsError("Rate Exceeded.", reason="ReservedFunctionConcurrentInvocationLimitExceeded")
+        waiter: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        return await waiter
+
+    def _live(self) -> int:
+        """Instances that count against the concurrency limit: a killed one no longer does."""
+        return sum(1 for instance in self.instances if not instance.retiring)
+
+    async def _new_instance(self) -> Instance:
+        assert self.caps is not None
+        self._numbers += 1
+        environment = self._environment
+        sandbox = self._sandbox
+        if self._scratch is not None:  # no mount namespace: a private TMPDIR per instance
+            tmp = os.path.join(self._scratch, f"instance-{self._numbers}")
+            os.makedirs(tmp)
+            environment = dict(environment, TMPDIR=tmp)
+            sandbox = dict(sandbox, tmp=tmp)
+        environment = dict(environment, _LAMBDALITE_SANDBOX=json.dumps(sandbox))
+        instance = Instance(
+            self.config,
+            environment,
+            log=self.log,
+            number=self._numbers,
+            on_dead=self._on_dead,
+            sandbox=sandbox,
+        )
+        self.instances.append(instance)
+        self.cold_starts += 1
+        try:
+            await instance.start()
+        except Exception:
+            self.instances.remove(instance)
+            raise
+        return instance
+
+    def _release(self, instance: Instance) -> None:
+        if self.closing:
+            return
+        if not instance.usable:  # killed: its place is free for whoever waits
+            if self.waiters:
+                asyncio.get_running_loop().create_task(self._start_for_waiter())
+            return
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(instance)
+                return
+        self.idle.append(instance)
+
+    def _on_dead(self, instance: Instance) -> None:
+        if instance.closed is not None:
+            self._background.add(instance.closed)
+            instance.closed.add_done_callback(self._background.discard)
+        if instance in self.instances:
+            self.instances.remove(instance)
+        if instance in self.idle:
+            self.idle.remove(instance)
+        tmp = instance.sandbox.get("tmp")
+        if isinstance(tmp, str) and self._scratch is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if self.waiters and not self.closing:
+            asyncio.get_running_loop().create_task(self._start_for_waiter())
+
+    async def _start_for_waiter(self) -> None:
+        while self.waiters and self.waiters[0].done():
+            self.waiters.popleft()
+        if not self.waiters or self._live() >= self.config.max_concurrency:
+            return
+        waiter = self.waiters.popleft()
+        try:
+            instance = await self._new_instance()
+        except Exception as exc:
+            if not waiter.done():
+                waiter.set_exception(exc)
+            return
+        if waiter.done():
+            self._release(instance)
+        else:
+            waiter.set_result(instance)
+
+    async def _reap_idle(self) -> None:
+        period = min(1.0, max(self.config.idle_timeout_s / 4, 0.05))
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for instance in list(self.idle):
+                if now - instance.last_used >= self.config.idle_timeout_s:
+                    self.idle.remove(instance)
+                    instance.retiring = True
+                    await instance.close()
+
+    # -- the Invoke API over HTTP --------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Reply:
+        raw_name = protocol.match_invoke(request.method, request.path)
+        if raw_name is None:
+            if request.body_dropped:  # over API Gateway's 10 MB: the front door never sees it
+                return Reply(413, [("Content-Type", "application/json")], b'{"message":"Request Too Long"}')
+            status, headers, body = await self.fallback(
+                request.method, request.path, request.query, request.headers, request.body
+            )
+            return Reply(status, list(headers), body)
+        request_id = str(uuid.uuid4())
+        try:
+            self._check_function(protocol.parse_function_name(raw_name, request.query))
+            kind = protocol.invocation_type(request.header("x-amz-invocation-type"))
+            log_type = request.header("x-amz-log-type") or "None"
+            if log_type not in ("None", "Tail"):
+                raise InvalidParameterValueError(f"Unsupported log type: {log_type}")
+            # A dropped body was over the listener's cap, so the size check refuses it first.
+            body = protocol.check_payload(b"" if request.body_dropped else request.body, request.body_size, kind)
+            result = await self._dispatch(
+                request_id,
+                body,
+                kind,
+                protocol.decode_client_context(request.header("x-amz-client-context")),
+                request.header("x-amzn-trace-id"),
+                None,
+                request.header("x-amz-tenant-id"),
+            )
+        except InvokeRefusedError as exc:
+            return protocol.service_error_reply(exc, request_id)
+        except (OSError, EmulatorError) as exc:  # an instance could not start: Lambda's ServiceException
+            self.log(f"lambdalite: cannot start an instance: {exc}")
+            return protocol.service_error_reply(InvokeRefusedError(f"cannot start an instance: {exc}"), request_id)
+        headers = [("x-amzn-RequestId", result.request_id)]
+        if result.status != 200:
+            return Reply(result.status, headers)
+        headers.append(("Content-Type", result.content_type))
+        headers.append(("X-Amz-Executed-Version", result.executed_version))
+        if result.function_error:
+            headers.append(("X-Amz-Function-Error", result.function_error))
+        if log_type == "Tail":
+            headers.append(("X-Amz-Log-Result", protocol.log_tail(result.log)))
+        return Reply(200, headers, result.payload)
+
+    def _check_function(self, ref: protocol.FunctionRef) -> None:
+        # `function` is the Runtime Interface Emulator's fixed name: its curl recipes work unchanged.
+        if ref.name not in (self.config.name, "function") or ref.qualifier not in (None, protocol.LATEST):
+            arn = protocol.function_arn(ref.name, ref.qualifier, region=self.config.region, account=self.config.account)
+            raise FunctionNotFoundError(f"Function not found: {arn}")

@@ -1,0 +1,37 @@
+"""What the tests share: paths, known answers, and helper modules (images, servers, cli...).
+
+Tests import helpers from here, never from each other; fixtures live in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent.parent
+REPO = TESTS.parent
+FIXTURES = TESTS / "fixtures"
+EVENTS = TESTS / "events"
+HANDLERS = TESTS / "handlers"
+
+# What ImageNet calls scikit-image's `data.chelsea()`: any of these is a right answer.
+CAT_CLASSES = {"tabby, tabby cat", "tiger cat", "Egyptian cat"}
+
+
+def lambda_interpreter(version: str) -> str | None:
+    """A local Python `version` ("3.12"): on PATH, or a pyenv install. None if there is none."""
+    import glob
+    import shutil
+
+    candidates = [shutil.which(f"python{version}") or ""]
+    candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))
+    for exe in candidates:
+        if not exe:
+            continue
+        proc = subprocess.run(
+            [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+        )
+        if proc.returncode == 0 and proc.stdout.strip() == version:
+            return exe
+    return None
