@@ -106,12 +106,13 @@ def build_lite0(out: Path, progress: Progress) -> None:
     )
 
 
-# What efficientnet-lite0-int8 promises against efficientnet-lite0 on any x86-64 CPU (ONNX Runtime's
-# int8 kernels differ per CPU, so near ties can go either way): measured by
-# benchmarks/bench_int8_margin.py (BENCHMARKS.md) and asserted by tests/test_quantize.py.
-INT8_TOP1_MARGIN = 0.0  # int8 keeps fp32's top-1 where fp32's top-1 leads its runner-up by at least this
-INT8_MAX_PROBABILITY_DIFF = 0.0  # no class probability moves by more than this
-INT8_HELD_OUT_AGREEMENT = 0.0  # top-1 agreement on the held-out photos (calibration.held_out_images)
+# What efficientnet-lite0-int8 promises against efficientnet-lite0 on any x86-64 CPU. ONNX Runtime's
+# int8 kernels differ per CPU (VNNI, AVX2, SSE), so a near tie in fp32 can go either way: the numbers
+# are twice the worst seen on this CPU and two emulated ones, for int8 as served and for the QDQ
+# reference math (benchmarks/bench_int8_margin.py, BENCHMARKS.md); tests/test_quantize.py asserts them.
+INT8_TOP1_MARGIN = 0.58  # int8 keeps fp32's top-1 where fp32's top-1 leads its runner-up by at least this
+INT8_MAX_PROBABILITY_DIFF = 0.49  # no class probability moves by more than this
+INT8_HELD_OUT_AGREEMENT = 0.5  # top-1 agreement on calibration.held_out_images(), implied by the margin
 
 LITE0_FLOAT_BLOCK = ("/_blocks.0/_depthwise_conv/Conv", "/_blocks.0/_project_conv/Conv")
 
