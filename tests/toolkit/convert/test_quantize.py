@@ -84,33 +84,53 @@ def test_quantize_needs_calibration(tmp_path):
 
 @pytest.fixture(scope="session")
 def int8_bundle(demo_bundle) -> Path:
-    pytest.importorskip("onnx")
     from lambdalite.toolkit.zoo import ensure_built
 
     return ensure_built("efficientnet-lite0-int8")
 
 
-def test_int8_zoo_model_keeps_the_float_top1_on_the_test_photos(int8_bundle, demo_bundle, chelsea_jpeg):
-    from lambdalite.tasks.classification import softmax  # noqa: F401  (the task applies it)
-    from lambdalite.toolkit.zoo.calibration import photo
+@pytest.mark.slow
+def test_int8_zoo_model_keeps_the_promise_on_the_test_photos(int8_bundle, demo_bundle, test_photos):
+    """What efficientnet-lite0-int8 promises on any x86-64 CPU (measured in BENCHMARKS.md by
+    benchmarks/bench_int8_margin.py, which derives the three numbers): int8 keeps fp32's top-1
+    wherever fp32's top-1 leads its runner-up by at least M; no class probability moves by more
+    than D; top-1 agreement on the held-out photos is at least N. Below the margin int8 may go
+    either way (ONNX Runtime's int8 kernels differ per CPU), and nothing is asserted there.
+    The photos: the JPEG test photos, the build report's 10 held-out images and 80 more views."""
+    from lambdalite.core.images import Preprocessor
+    from lambdalite.engines import load_engine
+    from lambdalite.tasks.classification import softmax
+    from lambdalite.toolkit.convert.quantize import compare
+    from lambdalite.toolkit.zoo.calibration import HELD_OUT_PHOTOS, augmented, held_out_images, photo
+    from lambdalite.toolkit.zoo.efficientnet import INT8_HELD_OUT_AGREEMENT, INT8_MAX_PROBABILITY_DIFF, INT8_TOP1_MARGIN
 
-    bundle = open_bundle(int8_bundle)
-    m = bundle.manifest
+    fp32, int8 = open_bundle(demo_bundle), open_bundle(int8_bundle)
+    m = int8.manifest
     assert m.name == "efficientnet-lite0-int8" and m.engine == "onnxruntime"
-    assert m.metadata["top1_agreement"] >= 0.8
-    fp32 = load_model(str(demo_bundle), threads=1)
-    int8 = load_model(str(int8_bundle), threads=1)
-    photos = {
-        f"{name}-q{q}.jpg": encode(photo(name), "JPEG", quality=q)
-        for name in ("chelsea", "coffee", "rocket", "astronaut")
-        for q in (90, 92, 95)
-    }
-    photos["chelsea.jpg (fixture)"] = chelsea_jpeg
-    for name, data in photos.items():
-        [f] = fp32.predict([data], top_k=3)
-        [q] = int8.predict([data], top_k=3)
-        # The cat is a near tie in float (Egyptian cat vs tiger cat, 2-3 points): int8 must keep it.
-        assert q[0]["className"] == f[0]["className"], (name, f, q)
-        assert abs(q[0]["probability"] - f[0]["probability"]) < 0.05, (name, f, q)
-    [cat] = int8.predict([chelsea_jpeg])
+    assert m.metadata["top1_agreement"] >= INT8_HELD_OUT_AGREEMENT  # as measured when it was built
+    pre = Preprocessor.from_spec(m.input)
+    held_out = [(name, pre(data)) for name, data in held_out_images()]
+    images = [(name, pre(data)) for name, data in test_photos.items()] + held_out
+    for i, name in enumerate(HELD_OUT_PHOTOS):  # 80 more views the calibration never saw
+        images += [(f"{name}~{k}", pre(data)) for k, data in enumerate(augmented(photo(name), 40, seed=2000 + i))]
+    x = np.stack([a for _, a in images])
+    p, q = (
+        softmax(np.asarray(load_engine("onnxruntime", b.read("model"), threads=1).run({"input": x})[0], np.float64))
+        for b in (fp32, int8)
+    )
+    top2 = np.sort(p, axis=1)[:, -2:]
+    lead = top2[:, 1] - top2[:, 0]
+    kept = q.argmax(1) == p.argmax(1)
+    for i, (name, _) in enumerate(images):
+        assert np.abs(q[i] - p[i]).max() <= INT8_MAX_PROBABILITY_DIFF, name
+        if lead[i] >= INT8_TOP1_MARGIN:
+            assert kept[i], (name, lead[i])
+    assert (lead >= INT8_TOP1_MARGIN).sum() >= len(images) // 2  # most of these photos are inside the promise
+    report = compare(fp32.read("model"), int8.read("model"), "input", held_out, fp32.read_lines("labels"), True)
+    assert report.images == 10 and report.top1_agreement >= INT8_HELD_OUT_AGREEMENT
+
+
+@pytest.mark.slow
+def test_int8_zoo_model_serves_the_cat(int8_bundle, chelsea_jpeg):
+    [cat] = load_model(str(int8_bundle), threads=1).predict([chelsea_jpeg])
     assert cat[0]["className"] in CAT_CLASSES

@@ -12,12 +12,16 @@ pixels; the classifier's logits decide near ties). Not dynamic quantization: on 
 slower (activations are quantized at run time) and less accurate.
 
 The report runs the float and the int8 model on held-out images and gives top-1 agreement and
-the largest difference in any class probability. Needs onnx and onnxruntime (`export` extra).
+the largest difference in any class probability. Needs onnx and onnxruntime (the `zoo` extra),
+not torch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -73,6 +77,14 @@ def float_nodes(model_path: Path) -> tuple[list[str], list[str]]:
     return keep, ["Gemm"] if classifier is not None and classifier.op_type == "Gemm" else []
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence what the quantization tooling prints to stdout, and its warnings."""
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 class _Reader:
     """onnxruntime's CalibrationDataReader protocol over preprocessed images."""
 
@@ -114,8 +126,6 @@ def quantize_onnx(
         quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from lambdalite.toolkit.convert.export import quiet
 
     if not calibration:
         raise UsageError("static quantization needs calibration images; none were given")

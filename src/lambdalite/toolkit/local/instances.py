@@ -7,9 +7,12 @@
 
 The process long-polls `GET /next` on 127.0.0.1:<its own port>; `run` hands the event to that
 poll and waits for `/response`, `/error` or `/init/error`, for the process to exit, for the
-function timeout, or for its memory to pass the configured size. Timeouts and out-of-memory kill
-the whole process group, as Lambda does, and the instance is not reused. Init has a 10 s budget:
-past it the init is killed and retried inside the invocation, under the function timeout.
+function timeout, or for its memory to pass the configured size. Memory is its peak resident size
+(VmHWM), polled every 20 ms and checked again on every Runtime API call, so a process that went
+over, even briefly and between two polls, is out of memory before anything it says is accepted.
+Timeouts and out-of-memory kill the whole process group, as Lambda does, and the instance is not
+reused. Init has a 10 s budget: past it the init is killed and retried inside the invocation,
+under the function timeout.
 
 Everything the process prints (stdout and stderr share one pipe) becomes log lines, attributed to
 the invocation in flight and framed by START / END / REPORT. The pipe is drained before an answer
@@ -160,6 +163,12 @@ class Instance:
         route = protocol.match_runtime(request.method, request.path)
         if route is None:
             return protocol.runtime_error_reply(404, "InvalidRequest", f"{request.method} {request.path} not found")
+        if self._over_memory():
+            # Lambda would have killed the process the moment it passed its memory size, so whatever it
+            # says now (init done, an answer) never happened. The poll alone misses a peak that falls
+            # back, or one reached between two polls just before the runtime answers.
+            self._out_of_memory()
+            return protocol.runtime_error_reply(500, "Runtime.OutOfMemory", "the memory size was exceeded")
         if route.action == "next":
             return await self._next()
         if route.action == "init_error":
@@ -407,13 +416,20 @@ class Instance:
         proc = self.proc
         if proc is None or self.dead or not proc.alive:
             return
-        rss_kb, hwm_kb = proc.memory_kb()
-        self.peak_mb = max(self.peak_mb, math.ceil(hwm_kb / 1024))
-        if rss_kb > self.config.memory_mb * 1024:
+        if self._over_memory():
             self._out_of_memory()
             return
         if self.job is not None or not self.initialized:
             self._watch_memory()
+
+    def _over_memory(self) -> bool:
+        """Whether the process has ever held more than its memory size (its peak RSS, VmHWM)."""
+        proc = self.proc
+        if proc is None or self.dead or not proc.alive:
+            return False
+        _, hwm_kb = proc.memory_kb()
+        self.peak_mb = max(self.peak_mb, math.ceil(hwm_kb / 1024))
+        return hwm_kb > self.config.memory_mb * 1024
 
     def _out_of_memory(self) -> None:
         job = self.job
