@@ -147,10 +147,11 @@ class HttpApi:
         raw_query = e.get("rawQueryString") or ""
         if not isinstance(raw_query, str):
             raise EventError(f"malformed {kind} event: rawQueryString must be a string, not {_type(raw_query)}")
+        parameters = _object(e, "queryStringParameters", kind)
         query = (
             parse_qs(raw_query.lstrip("?"), keep_blank_values=True)
             if raw_query
-            else {k: [str(v)] for k, v in _object(e, "queryStringParameters", kind).items()}
+            else {k: [str(v)] for k, v in parameters.items()}
         )
         body, text = _body(e)
         return HttpRequest(method.upper(), raw_path, query, headers, body, self.name, text)
