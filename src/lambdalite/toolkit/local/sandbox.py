@@ -241,6 +241,10 @@ def enter(config: dict[str, Any]) -> None:
     _limits(config)
     if config.get("cwd"):
         os.chdir(config["cwd"])  # re-enter the code directory through its read-only mount
+    code_dir = config.get("task_root") if config.get("mount") else None
+    if code_dir:  # `python -m` put the host's path of the code first: the code is at /var/task now
+        sys.path[:] = list(dict.fromkeys(TASK_ROOT if p and os.path.realpath(p) == code_dir else p for p in sys.path))
+        sys.path_importer_cache.pop(TASK_ROOT, None)  # looked up (and missing) before the mount
 
 
 def probe() -> dict[str, Any]:
