@@ -59,3 +59,19 @@ def where(event: Any, context: Any) -> Any:
 def sleep(event: Any, context: Any) -> Any:
     time.sleep(float(event.get("sleep", 0)))
     return {"slept": event.get("sleep", 0), "bytes": len(event.get("pad", ""))}
+
+
+def layered(event: Any, context: Any) -> Any:
+    """Modules from the layers, and whether /opt may be written."""
+    import importlib
+
+    found = {}
+    for name in event.get("modules", []):
+        module = importlib.import_module(name)
+        found[name] = [module.__file__, getattr(module, "VALUE", None)]
+    try:
+        open("/opt/written.txt", "w").close()
+        writable: Any = True
+    except OSError as exc:
+        writable = exc.strerror
+    return {"modules": found, "writable": writable}

@@ -197,3 +197,21 @@ def test_env_vars_sections_for_several_functions_can_be_picked(tmp_path):
 
     one_line_error(serve(*base), "pick one with --env-vars-section")
     one_line_error(serve(*base, "--env-vars-section", "C"), "has no section 'C' (its function sections: A, B)")
+
+
+def test_layers_are_merged_read_only_at_opt(caps, tmp_path):
+    first, second = tmp_path / "layer1", tmp_path / "layer2"
+    for layer, value in ((first, "one"), (second, "two")):
+        (layer / "python").mkdir(parents=True)
+        (layer / "python" / "layermod.py").write_text(f"VALUE = {value!r}\n")
+    (first / "python" / "only_in_one.py").write_text("VALUE = 'first'\n")
+    cfg = config("hostile.layered", layers=(str(first), str(second)))
+    with ServerThread(cfg, caps) as s:
+        seen = json.loads(s.invoke({"modules": ["layermod", "only_in_one"]}).payload)
+    assert seen["modules"]["layermod"][1] == "two"  # a later layer's file over an earlier one's
+    assert seen["modules"]["only_in_one"][1] == "first"
+    if caps.mount:
+        assert seen["modules"]["layermod"][0] == "/opt/python/layermod.py"
+        assert seen["writable"] == "Read-only file system"
+    else:
+        assert seen["modules"]["layermod"][0] == str(second / "python" / "layermod.py")

@@ -68,6 +68,13 @@ _STATUS_EVERY_S = 10.0  # without a terminal, one summary line at most this ofte
     metavar="ID",
     help="Which function section of the --env-vars file applies (default: the one named like the function).",
 )
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A directory with a layer's content (python/...), read-only at /opt (repeatable, in order).",
+)
 @click.option("--queue", is_flag=True, help="Queue invocations when every instance is busy (default: 429).")
 @click.option(
     "--api",
@@ -116,6 +123,7 @@ def serve(
     env_pairs: tuple[str, ...],
     env_vars: Path | None,
     env_vars_section: str | None,
+    layers: tuple[Path, ...],
     queue: bool,
     api: str,
     binary_media_types: str,
@@ -172,6 +180,7 @@ def serve(
         ephemeral_mb=ephemeral_storage,
         environment=user_env,
         model_dir=str(model_dir) if model_dir is not None else None,
+        layers=tuple(str(layer.resolve()) for layer in layers),
         max_concurrency=max_concurrency or os.cpu_count() or 1,
         idle_timeout_s=idle_timeout,
         queue=queue,

@@ -10,7 +10,8 @@ Inside Lambda only /tmp is writable (512 MB by default) and everything else is r
   model and Python paths that lived under /tmp bound back read-only at the same paths. The code
   is also bound read-only at /var/task, Lambda's LAMBDA_TASK_ROOT (stack traces show its paths);
   when the host has no /var/task, a tmpfs over /var gets one, the host's entries of /var bound
-  back (read-only) beside it, so nothing is created on the host.
+  back (read-only) beside it, so nothing is created on the host. Layers are at /opt, read-only:
+  one bound there, several merged (an overlay, a later layer's files over an earlier one's).
 * Landlock (Linux >= 5.13, no root needed): writes allowed only beneath /tmp (or the private
   TMPDIR) and to /dev/null and friends. Without a mount namespace this is what keeps the code
   read-only; the /tmp quota is then only per file (RLIMIT_FSIZE).
@@ -32,9 +33,11 @@ from typing import Any
 
 __all__ = [
     "CONFIG_ENV",
+    "LAYERS_ROOT",
     "TASK_ROOT",
     "enter",
     "landlock_abi",
+    "layers_at_opt",
     "main",
     "private_tmp",
     "probe",
@@ -44,6 +47,7 @@ __all__ = [
 
 CONFIG_ENV = "_LAMBDALITE_SANDBOX"
 TASK_ROOT = "/var/task"  # where Lambda puts the function's code
+LAYERS_ROOT = "/opt"  # and its layers
 
 _CLONE_NEWNS = 0x00020000
 _MS_RDONLY = 1
@@ -141,9 +145,18 @@ def task_root(code_dir: str, target: str = TASK_ROOT) -> None:
     _read_only_bind(code_dir, target)
 
 
-def private_tmp(size_mb: int, expose: list[str], code_dir: str | None = None) -> None:
+def layers_at_opt(layers: list[str], target: str = LAYERS_ROOT) -> None:
+    """The layers' content read-only at /opt: one bound there, several as a read-only overlay."""
+    if len(layers) == 1:
+        _read_only_bind(layers[0], target)
+    elif layers:
+        lower = ":".join(reversed(layers))  # overlayfs: the leftmost lower directory is on top
+        _mount("overlay", target, "overlay", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, f"lowerdir={lower}")
+
+
+def private_tmp(size_mb: int, expose: list[str], code_dir: str | None = None, layers: list[str] | None = None) -> None:
     """A new mount namespace: tmpfs over /tmp, read-only root, `expose` paths bound back read-only,
-    and `code_dir` (if given) read-only at /var/task."""
+    `code_dir` (if given) read-only at /var/task and `layers` at /opt."""
     _check(_c().unshare(_CLONE_NEWNS), "unshare")
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing we mount leaks to the host
     keep = []  # opened inside the new namespace, before /tmp is covered
@@ -164,6 +177,8 @@ def private_tmp(size_mb: int, expose: list[str], code_dir: str | None = None) ->
         _mount("tmpfs", "/dev/shm", "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k")  # Lambda has none
     if code_dir is not None:
         task_root(code_dir)
+    if layers:
+        layers_at_opt(layers)
     _mount(None, "/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)  # only this namespace's view of /
 
 
@@ -234,7 +249,9 @@ def enter(config: dict[str, Any]) -> None:
         os._exit(1)  # the emulator died before we got here
     tmp = config.get("tmp", "/tmp")
     if config.get("mount"):
-        private_tmp(int(config["tmp_size_mb"]), list(config.get("expose", [])), config.get("task_root"))
+        private_tmp(
+            int(config["tmp_size_mb"]), list(config.get("expose", [])), config.get("task_root"), config.get("layers")
+        )
         tmp = "/tmp"
     if config.get("landlock"):
         restrict_writes(int(config["landlock"]), [tmp])
@@ -244,7 +261,9 @@ def enter(config: dict[str, Any]) -> None:
     code_dir = config.get("task_root") if config.get("mount") else None
     if code_dir:  # `python -m` put the host's path of the code first: the code is at /var/task now
         sys.path[:] = list(dict.fromkeys(TASK_ROOT if p and os.path.realpath(p) == code_dir else p for p in sys.path))
-        sys.path_importer_cache.pop(TASK_ROOT, None)  # looked up (and missing) before the mount
+    for path in list(sys.path_importer_cache):  # looked up (and missing) before the mounts
+        if _under(path, TASK_ROOT) or _under(path, LAYERS_ROOT):
+            del sys.path_importer_cache[path]
 
 
 def probe() -> dict[str, Any]:

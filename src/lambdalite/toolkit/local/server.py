@@ -63,7 +63,7 @@ from lambdalite.toolkit.local.environment import lambda_environment
 from lambdalite.toolkit.local.http import PUBLIC_LIMITS, HttpLimits, HttpServer
 from lambdalite.toolkit.local.instances import Instance, Job, LogSink
 from lambdalite.toolkit.local.messages import FunctionConfig, InvokeResult, Outcome, Reply, Request, SandboxCaps
-from lambdalite.toolkit.local.sandbox import TASK_ROOT
+from lambdalite.toolkit.local.sandbox import LAYERS_ROOT, TASK_ROOT
 
 __all__ = [
     "MAX_QUEUED_EVENTS",
@@ -118,6 +118,23 @@ def _package_paths() -> list[str]:
     """Where lambdalite and its dependencies are imported from, for the instances' PYTHONPATH."""
     here = str(Path(lambdalite.__file__).resolve().parent.parent)
     return [here, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+
+
+def _layer_paths(layers: list[str], mounted: bool) -> list[str]:
+    """Where Lambda's Python runtime finds a layer's packages: /opt/python and its site-packages
+    (the host's directories when there is no mount namespace; a later layer first)."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    roots = [LAYERS_ROOT] if mounted else list(reversed(layers))
+    return [p for root in roots for p in (f"{root}/python/lib/{version}/site-packages", f"{root}/python")]
+
+
+def _check_opt_is_free(paths: list[str]) -> None:
+    for path in paths:
+        if path == LAYERS_ROOT or path.startswith(LAYERS_ROOT + "/"):
+            raise EmulatorError(
+                f"cannot put layers at {LAYERS_ROOT}: the instance needs {path}, which is under it "
+                "(install lambdalite's Python environment elsewhere, or serve without --layer)"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +203,10 @@ class LambdaServer:
         code_dir = str(Path(self.config.code_dir).resolve())
         # With a mount namespace the instance sees its code where Lambda puts it: /var/task, read-only.
         task_root = TASK_ROOT if self.caps.mount else code_dir
-        pythonpath = [task_root, *_package_paths()]
+        layers = [str(Path(layer).resolve()) for layer in self.config.layers]
+        if layers and self.caps.mount:
+            _check_opt_is_free([*_package_paths(), sys.prefix, code_dir])
+        pythonpath = [task_root, *_layer_paths(layers, self.caps.mount), *_package_paths()]
         self._environment = lambda_environment(
             self.config, pythonpath=pythonpath, runtime_dir=runtime_dir, task_root=task_root
         )
@@ -199,8 +219,9 @@ class LambdaServer:
             "mount": self.caps.mount,
             "landlock": self.caps.landlock,
             "tmp_size_mb": self.config.ephemeral_mb,
-            "expose": [code_dir, *([model_dir] if model_dir else []), *_package_paths(), sys.prefix],
+            "expose": [code_dir, *([model_dir] if model_dir else []), *layers, *_package_paths(), sys.prefix],
             "task_root": code_dir if self.caps.mount else None,
+            "layers": layers if self.caps.mount else [],
             "cwd": task_root,
             # A backstop only: the parent enforces the memory size on RSS. Runtimes reserve far more
             # address space than they touch (thread stacks, allocator arenas), so leave room.
