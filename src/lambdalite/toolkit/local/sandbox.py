@@ -15,8 +15,10 @@ Inside Lambda only /tmp is writable (512 MB by default) and everything else is r
 * Landlock (Linux >= 5.13, no root needed): writes allowed only beneath /tmp (or the private
   TMPDIR) and to /dev/null and friends. Without a mount namespace this is what keeps the code
   read-only; the /tmp quota is then only per file (RLIMIT_FSIZE).
-* rlimits: an address-space backstop well above the memory size (the parent watches RSS and
-  enforces the real cap), Lambda's 1,024 file descriptors, and the parent's death kills us.
+* rlimits: an address-space backstop well above the memory size (the parent watches the memory
+  of the whole process tree and enforces the real cap), Lambda's 1,024 file descriptors, and the
+  parent's death kills us. The process is a child subreaper: a descendant orphaned by its parent
+  stays in this tree, counted against the memory size and killed with the instance.
 
 Then `python -m awslambdaric HANDLER` runs in this same process (no second interpreter start).
 This module runs on the function's cold path, so it imports only the standard library's smallest
