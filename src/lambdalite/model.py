@@ -8,6 +8,7 @@ load_model("shapes-captioner").predict([jpeg_bytes], beam_size=3)  # -> [{"capti
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -74,15 +75,42 @@ def load_model(
     bundle = open_bundle(root)
     import_engine(bundle.manifest.engine)
     t2 = time.perf_counter()
+    limits = DecodeLimits(settings.max_pixels, max_scans=settings.max_jpeg_scans, max_bytes=settings.max_decode_bytes)
     task = load_task(
         bundle,
         threads=threads or settings.threads or default_threads(settings.memory_mb),
         trust_code=settings.trust_code if trust_code is None else trust_code,
-        limits=DecodeLimits(max_pixels=settings.max_pixels),
+        limits=limits,
     )
     t3 = time.perf_counter()
     timings = {"resolve_ms": (t1 - t0) * 1e3, "imports_ms": (t2 - t1) * 1e3, "session_ms": (t3 - t2) * 1e3}
     if warmup:
         task.warmup()
         timings["warmup_ms"] = (time.perf_counter() - t3) * 1e3
+    if limits.max_bytes is None and settings.memory_mb is not None:
+        limits.max_bytes, limits.budget = decode_budget(settings.memory_mb, resident_bytes())
     return Model(reference, task, timings)
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory now (Linux), or None where /proc is missing."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_MIN_DECODE_BUDGET = 16 * 2**20
+
+
+def decode_budget(memory_mb: int, resident: int | None) -> tuple[int, str]:
+    """The bytes one image may take to decode in a function of `memory_mb` whose model is loaded
+    (`resident` bytes in use): half of what is left, the other half for the engine's working
+    memory on a full batch and the allocator's slack. With it, and why, for refusals."""
+    left = max(0, memory_mb * 2**20 - (resident or 0))
+    budget = max(_MIN_DECODE_BUDGET, left // 2)
+    return budget, (
+        f"half of the {left / 2**20:.0f} MB that the function's {memory_mb} MB leave once its model is loaded; "
+        "LAMBDALITE_MAX_DECODE_BYTES sets it"
+    )

@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
+    "MAX_BATCH",
     "MAX_BODY_BYTES",
     "MAX_IMAGE_BYTES",
+    "MAX_JPEG_SCANS",
     "MAX_PIXELS",
     "SHAPES",
     "VARIABLES",
@@ -46,6 +48,8 @@ DEFAULT_CACHE_BYTES = 400 * 2**20
 MAX_BODY_BYTES = 6 * 2**20  # Lambda's synchronous payload limit
 MAX_IMAGE_BYTES = 10 * 2**20
 MAX_PIXELS = 64_000_000
+MAX_JPEG_SCANS = 32  # libjpeg writes 10 scans for a progressive colour JPEG
+MAX_BATCH = 16  # images in one request (one engine batch)
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -152,6 +156,14 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("LAMBDALITE_MAX_BODY_BYTES", "max_body_bytes", parse_size, "the largest request body"),
     Variable("LAMBDALITE_MAX_IMAGE_BYTES", "max_image_bytes", parse_size, "the largest image fetched from a URL"),
     Variable("LAMBDALITE_MAX_PIXELS", "max_pixels", _positive_int, "the most pixels an image may have"),
+    Variable("LAMBDALITE_MAX_JPEG_SCANS", "max_jpeg_scans", _positive_int, "the most scans a JPEG may have"),
+    Variable(
+        "LAMBDALITE_MAX_DECODE_BYTES",
+        "max_decode_bytes",
+        parse_size,
+        "bytes one image may take to decode (default: half the memory left after loading the model)",
+    ),
+    Variable("LAMBDALITE_MAX_BATCH", "max_batch", _positive_int, "the most images in one request"),
     Variable("LAMBDALITE_THREADS", "threads", _positive_int, "the engine's intra-op threads (default: from CPUs)"),
     Variable("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "memory_mb", _positive_int, "the function's memory size in MB"),
     Variable("LAMBDALITE_SOURCE_TIMEOUT", "source_timeout", _seconds, "seconds to wait on a model download"),
@@ -178,6 +190,9 @@ class Settings(NamedTuple):
     max_body_bytes: int = MAX_BODY_BYTES
     max_image_bytes: int = MAX_IMAGE_BYTES
     max_pixels: int = MAX_PIXELS
+    max_jpeg_scans: int = MAX_JPEG_SCANS
+    max_decode_bytes: int | None = None  # None: derived from memory_mb once the model is loaded
+    max_batch: int = MAX_BATCH
     threads: int | None = None
     memory_mb: int | None = None
     source_timeout: float = 20.0

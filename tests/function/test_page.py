@@ -70,12 +70,18 @@ def test_errors_are_readable_and_the_page_recovers(browser, served, chelsea_path
     page.set_input_files("#file", str(fake))
     page.wait_for_selector("#error", state="visible", timeout=60_000)
     message = page.inner_text("#error")
-    assert message.startswith("400") and "not an image" in message and "Traceback" not in message
+    assert "not an image" in message and "Traceback" not in message
+    assert not message.startswith("400") and "Bad Request" not in message  # the message, not the status line
+    assert not page.is_visible("#output") and not page.is_visible("#preview")  # no card with an empty picture
     # A URL the function must not fetch (loopback): refused, said plainly.
     page.fill("#url", image_server.url("/cat.jpg"))
     page.click("#go")
-    page.wait_for_function("document.getElementById('error').textContent.startsWith('422')", timeout=60_000)
-    assert "loopback" in page.inner_text("#error")
+    page.wait_for_function("document.getElementById('error').textContent.includes('loopback')", timeout=60_000)
+    message = page.inner_text("#error")
+    assert "Unprocessable" not in message and not message.startswith("422"), message
+    assert not page.is_visible("#output") and not page.is_visible("#preview")
+    assert "the image sent" not in page.inner_text("body")  # the preview's alt text is nowhere
+    page.screenshot(path=str(ARTIFACTS / "page-error.png"), full_page=True)
     # The next good upload works and clears the error.
     page.set_input_files("#file", str(chelsea_path))
     page.wait_for_selector("#results .bar", timeout=60_000)

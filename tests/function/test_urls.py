@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from urllib.parse import quote
 
 import pytest
 
 from lambdalite.errors import FetchError, FetchTimeoutError, PayloadTooLargeError, URLRefusedError
 from lambdalite.function.urls import URLPolicy, fetch_image
+
+from helpers.hostile import DripServer
 
 LOCAL = URLPolicy(allow_private=True, connect_timeout=2, total_timeout=5)
 STRICT = URLPolicy(allow_private=False, connect_timeout=2, total_timeout=5)
@@ -33,6 +36,8 @@ def test_redirect_limit(image_server):
         ("http://127.0.0.1/cat.jpg", "loopback"),
         ("http://localhost/cat.jpg", "loopback"),
         ("http://[::1]/x", "loopback"),
+        ("http://[fec0::1]/x.jpg", "site-local"),
+        ("http://[fec0:0:0:ffff::1]/x.jpg", "site-local"),
         ("http://169.254.169.254/latest/meta-data/", "link-local"),
         ("http://[::ffff:169.254.169.254]/latest/meta-data/", "link-local"),
         ("http://10.0.0.8/x.jpg", "private"),
@@ -85,6 +90,20 @@ def test_connection_refused():
 def test_timeout(image_server):
     with pytest.raises(FetchTimeoutError, match="timed out|longer than allowed"):
         fetch_image(image_server.url("/slow"), LOCAL._replace(total_timeout=0.5))
+
+
+@pytest.mark.parametrize("kind", ["body", "headers"])
+def test_a_slow_drip_ends_at_the_total_deadline(kind):
+    """Valid headers then a byte every 0.3 s, or header lines without end: each read is quick, so
+    only a deadline on the socket itself stops it (issue 14, row 3)."""
+    server = DripServer(kind, interval=0.3)
+    start = time.monotonic()
+    try:
+        with pytest.raises(FetchTimeoutError, match="LAMBDALITE_URL_TIMEOUT"):
+            fetch_image(server.url(), LOCAL._replace(total_timeout=2.0))
+    finally:
+        server.close()
+    assert time.monotonic() - start < 2.5  # the deadline, within half a second
 
 
 def test_byte_cap(image_server):

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
+
+# ONNX Runtime (1.2x on Linux) persists a telemetry device ID under $XDG_CACHE_HOME or ~/.cache when
+# it starts; a function's filesystem is read-only there, so every cold start logged a coloured
+# "Failed to persist telemetry device ID" warning. A function sends no telemetry: off, unless the
+# environment already says otherwise.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort
 
 from lambdalite.engines import TensorInfo

@@ -142,7 +142,7 @@ class Function:
             Route(r"/(?:index\.html)?", {"GET": page, "POST": predict, "PUT": predict}),
             Route(r"/openapi\.json", {"GET": openapi}),
             Route(r"/favicon\.ico", {"GET": favicon}),
-            *oip.routes(self.model),
+            *oip.routes(self.model, max_batch=self.settings.max_batch),
             # /predict, /invocations (seed 004) and any other path a gateway proxies: a prediction.
             Route(r".*", predicting),
         ]
@@ -177,7 +177,7 @@ class Function:
 
     def _direct(self, event: Any, request_id: str | None, start: float) -> Any:
         try:
-            parsed = inputs_.from_json(event, max_bytes=self.settings.max_body_bytes)
+            parsed = inputs_.from_json(event, max_bytes=self.settings.max_body_bytes, max_batch=self.settings.max_batch)
             results = self.predict(parsed)
         except LambdaliteError as exc:
             log_request(
@@ -209,7 +209,9 @@ class Function:
         )
 
     def predict_http(self, request: HttpRequest, log: dict[str, Any]) -> HttpResponse:
-        parsed = inputs_.from_request(request, max_bytes=self.settings.max_body_bytes)
+        parsed = inputs_.from_request(
+            request, max_bytes=self.settings.max_body_bytes, max_batch=self.settings.max_batch
+        )
         try:
             results = self.predict(parsed)
         except ImageDecodeError as exc:

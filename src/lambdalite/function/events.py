@@ -40,6 +40,30 @@ def _body(event: Mapping[str, Any]) -> tuple[bytes, bool]:
     return body.encode("utf-8", "surrogatepass"), True
 
 
+def _object(event: Mapping[str, Any], key: str, kind: str) -> Mapping[str, Any]:
+    """`event[key]` when it is an object; {} when absent or null; EventError otherwise."""
+    value = event.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EventError(f"malformed {kind} event: {key} must be an object or null, not {_type(value)}")
+    return value
+
+
+def _list(value: Any, what: str, kind: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise EventError(f"malformed {kind} event: {what} must be a list, not {_type(value)}")
+    return value
+
+
+def _type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
+    )
+
+
 def _proxy_body(response: HttpResponse) -> tuple[str, bool]:
     if response.is_text:
         return response.body.decode("utf-8", "replace"), False
@@ -60,16 +84,17 @@ class RestApi:
 
     def request(self) -> HttpRequest:
         e = self.event
+        kind = "REST API"
         headers: dict[str, str] = {}
         # multiValueHeaders holds every value; headers only the last. Either may be null.
-        for name, values in (e.get("multiValueHeaders") or {}).items():
-            headers[name.lower()] = ", ".join(str(v) for v in values or [])
-        for name, value in (e.get("headers") or {}).items():
+        for name, values in _object(e, "multiValueHeaders", kind).items():
+            headers[name.lower()] = ", ".join(str(v) for v in _list(values, f"multiValueHeaders.{name}", kind))
+        for name, value in _object(e, "headers", kind).items():
             headers.setdefault(name.lower(), str(value))
         query: dict[str, list[str]] = {}
-        for name, values in (e.get("multiValueQueryStringParameters") or {}).items():
-            query[name] = [str(v) for v in values or []]
-        for name, value in (e.get("queryStringParameters") or {}).items():
+        for name, values in _object(e, "multiValueQueryStringParameters", kind).items():
+            query[name] = [str(v) for v in _list(values, f"multiValueQueryStringParameters.{name}", kind)]
+        for name, value in _object(e, "queryStringParameters", kind).items():
             query.setdefault(name, [str(value)])
         body, text = _body(e)
         path = e.get("path") or "/"
@@ -100,8 +125,9 @@ class HttpApi:
 
     def request(self) -> HttpRequest:
         e = self.event
+        kind = "HTTP API"
         context = e["requestContext"]
-        http = context.get("http") or {}
+        http = _object(context, "http", kind)
         method = http.get("method")
         raw_path = e.get("rawPath") or http.get("path") or "/"
         if not isinstance(method, str) or not isinstance(raw_path, str):
@@ -112,14 +138,20 @@ class HttpApi:
             rest = raw_path[len(stage) + 1 :]
             if rest == "" or rest.startswith("/"):
                 raw_path = rest or "/"
-        headers = {str(k).lower(): str(v) for k, v in (e.get("headers") or {}).items()}
-        if e.get("cookies") and "cookie" not in headers:
-            headers["cookie"] = "; ".join(e["cookies"])
+        headers = {str(k).lower(): str(v) for k, v in _object(e, "headers", kind).items()}
+        cookies = _list(e.get("cookies"), "cookies", kind)
+        if not all(isinstance(c, str) for c in cookies):
+            raise EventError(f"malformed {kind} event: cookies must be a list of strings")
+        if cookies and "cookie" not in headers:
+            headers["cookie"] = "; ".join(cookies)
         raw_query = e.get("rawQueryString") or ""
+        if not isinstance(raw_query, str):
+            raise EventError(f"malformed {kind} event: rawQueryString must be a string, not {_type(raw_query)}")
+        parameters = _object(e, "queryStringParameters", kind)
         query = (
             parse_qs(raw_query.lstrip("?"), keep_blank_values=True)
             if raw_query
-            else {k: [v] for k, v in (e.get("queryStringParameters") or {}).items()}
+            else {k: [str(v)] for k, v in parameters.items()}
         )
         body, text = _body(e)
         return HttpRequest(method.upper(), raw_path, query, headers, body, self.name, text)

@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from lambdalite.errors import EventError, PayloadTooLargeError, UnsupportedMediaTypeError
 from lambdalite.function.web import HttpRequest, parse_form
+from lambdalite.settings import MAX_BATCH
 
 __all__ = ["OPTION_NAMES", "Inputs", "from_json", "from_request"]
 
 OPTION_NAMES = ("top_k", "beam_size", "max_length")
 URL_KEYS = ("url", "inputImageUrl", "imageUrl")
-MAX_BATCH = 16
 _USAGE = 'send {"url": "https://…"}, {"inputImageUrl": …}, {"image": "<base64>"}, {"images": [...]} or {"urls": [...]}'
 
 
@@ -43,11 +44,22 @@ class Inputs(NamedTuple):
         return sum(len(i) for i in self.images if isinstance(i, bytes))
 
 
+_OPTION_DIGITS = 9  # an option is a count (top_k, beam_size, max_length): a billion is plenty
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/=_\-\s]")
+
+
 def _option(name: str, value: Any) -> int:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text.lstrip("-")
+        if len(digits) > _OPTION_DIGITS:
+            shown = f"{text[:12]}… ({len(text):,} characters)" if len(text) > 20 else repr(text)
+            raise EventError(f"{name} must be a whole number of at most {_OPTION_DIGITS} digits, not {shown}")
+        if digits.isdigit():
+            value = int(text)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise EventError(f"{name} must be a whole number, not {value!r}")
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise EventError(f"{name} must be a whole number, not {shown}")
     return value
 
 
@@ -67,6 +79,12 @@ def _b64(value: Any, what: str, max_bytes: int) -> bytes:
     try:
         return base64.b64decode(value.strip(), validate=True)
     except (binascii.Error, ValueError):
+        stray = _NOT_BASE64.search(value)
+        if stray is not None:
+            raise EventError(
+                f"{what} is not base64: it has {stray.group()!r} at character {stray.start() + 1}, "
+                "which base64 never uses (send the image's bytes base64-encoded)"
+            ) from None
         try:  # tolerate URL-safe alphabets and missing padding
             return base64.urlsafe_b64decode(value.strip() + "=" * (-len(value.strip()) % 4))
         except (binascii.Error, ValueError) as exc:
@@ -95,7 +113,7 @@ def from_json(payload: Any, *, max_bytes: int, max_batch: int = MAX_BATCH) -> In
         if not isinstance(items, list) or not items:
             raise EventError(f"{key} must be a non-empty list")
         if len(items) > max_batch:
-            raise EventError(f"{key} has {len(items)} entries; at most {max_batch} per request")
+            raise EventError(f"{key} has {len(items)} entries; at most {max_batch} per request (LAMBDALITE_MAX_BATCH)")
         images: list[bytes | str] = []
         for i, item in enumerate(items):
             what = f"{key}[{i}]"

@@ -33,6 +33,7 @@ from lambdalite.errors import InputError, LambdaliteError, MethodNotAllowedError
 from lambdalite.function.routes import Route
 from lambdalite.function.web import HttpRequest, HttpResponse, json_response
 from lambdalite.model import Model
+from lambdalite.settings import MAX_BATCH
 
 __all__ = ["DATATYPES", "render_error", "routes"]
 
@@ -61,8 +62,10 @@ def render_error(exc: LambdaliteError) -> HttpResponse:
     return json_response({"error": str(exc)}, exc.status if exc.status < 500 else 500, headers)
 
 
-def routes(model: Model) -> list[Route]:
-    """The protocol's routes for `model`; every other path under /v2 is a 404 in its format."""
+def routes(model: Model, *, max_batch: int = MAX_BATCH) -> list[Route]:
+    """The protocol's routes for `model`; every other path under /v2 is a 404 in its format.
+
+    `infer` takes at most `max_batch` images (or samples of a tensor input) per request."""
 
     def checked(match: re.Match[str]) -> None:
         manifest = model.bundle.manifest
@@ -95,7 +98,7 @@ def routes(model: Model) -> list[Route]:
 
     def infer(request: HttpRequest, match: re.Match[str], log: dict[str, Any]) -> HttpResponse:
         checked(match)
-        return json_response(_infer(model, request.json()))
+        return json_response(_infer(model, request.json(), max_batch))
 
     return [
         Route(r"/v2/?", {"GET": server}, render_error),
@@ -143,11 +146,53 @@ def _tensor(spec: Any, index: int) -> tuple[str, str, list[int], Any]:
         raise InputError(f"inputs[{index}] needs a name and a datatype")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise InputError(f"inputs[{index}] ({name}): shape must be a list of non-negative integers")
+    parameters = _parameters(spec, f"inputs[{index}] ({name})")
     if data is None:
-        if isinstance(spec.get("parameters"), dict) and "binary_data_size" in spec["parameters"]:
+        if "binary_data_size" in parameters:
             raise InputError("the binary tensor data extension is not supported; send JSON data")
         raise InputError(f"inputs[{index}] ({name}) has no data")
     return name, datatype, shape, data
+
+
+def _parameters(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    """An object's `parameters`: an object when present (the protocol's `$parameters`)."""
+    parameters = spec.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise InputError(f'{where}: "parameters" must be an object, not {type(parameters).__name__}')
+    return parameters
+
+
+def _flat(data: Any, name: str) -> list[Any]:
+    """The elements of a (possibly nested) `data` list, row-major."""
+    try:
+        return list(np.asarray(data, dtype=object).reshape(-1))
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise InputError(f"{name}: data must be a list, flat or nested as the shape: {_short(exc)}") from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
+
+
+def _check_shape(name: str, shape: list[int], declared: tuple[int, ...], max_batch: int) -> None:
+    """A tensor's shape against the model input's: same rank, every fixed axis equal, a batch
+    axis no larger than the batch cap."""
+    if 0 in shape:
+        raise InputError(f"{name} has shape {shape}: no samples")
+    if declared and len(shape) != len(declared):
+        raise InputError(f"{name} has shape {shape}; the model takes {len(declared)} axes {_shape_text(declared)}")
+    for axis, (got, want) in enumerate(zip(shape, declared, strict=False)):
+        if want > 0 and got != want:
+            raise InputError(f"{name} has shape {shape}; the model takes {_shape_text(declared)} (axis {axis})")
+    if shape and (not declared or declared[0] <= 0) and shape[0] > max_batch:
+        raise InputError(f"{name} holds {shape[0]} samples; at most {max_batch} per request (LAMBDALITE_MAX_BATCH)")
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join("-1" if d <= 0 else str(d) for d in shape) + "]"
 
 
 def _decode_image(value: Any, where: str) -> bytes:
@@ -159,12 +204,17 @@ def _decode_image(value: Any, where: str) -> bytes:
         raise InputError(f"{where}: not valid base64") from exc
 
 
-def _infer(model: Model, body: Any) -> dict[str, Any]:
+def _infer(model: Model, body: Any, max_batch: int = MAX_BATCH) -> dict[str, Any]:
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
         raise InputError('the request needs "inputs": a non-empty list of tensors')
+    _parameters(body, "the request")
     requested = body.get("outputs")
     if requested is not None and not isinstance(requested, list):
         raise InputError('"outputs" must be a list')
+    for i, spec in enumerate(requested or []):
+        if not isinstance(spec, dict):
+            raise InputError(f"outputs[{i}] must be an object with a name")
+        _parameters(spec, f"outputs[{i}]")
     tensors = [_tensor(spec, i) for i, spec in enumerate(body["inputs"])]
     response: dict[str, Any] = {"model_name": model.name, "model_version": model.bundle.manifest.version}
     if "id" in body:
@@ -174,10 +224,12 @@ def _infer(model: Model, body: Any) -> dict[str, Any]:
         if len(tensors) != 1:
             raise InputError("send encoded images as one BYTES input")
         name, _, shape, data = tensors[0]
-        flat = list(np.asarray(data, dtype=object).reshape(-1))
-        images = [_decode_image(v, f"{name}[{i}]") for i, v in enumerate(flat)]
-        if not images:
+        flat = _flat(data, name)
+        if not flat:
             raise InputError(f"{name} holds no images")
+        if len(flat) > max_batch:
+            raise InputError(f"{name} holds {len(flat)} images; at most {max_batch} per request (LAMBDALITE_MAX_BATCH)")
+        images = [_decode_image(v, f"{name}[{i}]") for i, v in enumerate(flat)]
         if access is None:  # a captioner or a bundle's own code: the task answers, as text
             texts = [r.get("caption", "") if isinstance(r, dict) else str(r) for r in model.predict(images)]
             response["outputs"] = [{"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}]
@@ -194,13 +246,14 @@ def _infer(model: Model, body: Any) -> dict[str, Any]:
                 raise InputError(f"the model has no input {name!r} (it has {', '.join(known)})")
             if datatype not in DATATYPES:
                 raise InputError(f"unsupported datatype {datatype!r} for {name}")
+            expected = known[name].dtype
+            if np.dtype(DATATYPES[datatype]).name != expected:
+                raise InputError(f"{name} must be {_NUMPY_TO_OIP.get(expected, expected)}, not {datatype}")
+            _check_shape(name, shape, known[name].shape, max_batch)
             try:
                 array: np.ndarray[Any, Any] = np.asarray(data, dtype=DATATYPES[datatype]).reshape(shape)
-            except (ValueError, TypeError) as exc:
-                raise InputError(f"{name}: data does not fit shape {shape} as {datatype}: {exc}") from exc
-            expected = known[name].dtype
-            if array.dtype.name != expected:
-                raise InputError(f"{name} must be {_NUMPY_TO_OIP.get(expected, expected)}, not {datatype}")
+            except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+                raise InputError(f"{name}: data does not fit shape {shape} as {datatype}: {_short(exc)}") from None
             feeds[name] = array
     outputs = access.engine.run(feeds)
     return response | {"outputs": _outputs(model, access.engine.outputs, outputs, requested)}
@@ -217,7 +270,7 @@ def _outputs(
         if not isinstance(name, str) or name not in by_name:
             raise InputError(f"the model has no output {name!r} (it has {', '.join(by_name)})")
         array = by_name[name]
-        k = (spec.get("parameters") or {}).get("classification")
+        k = _parameters(spec, f"output {name}").get("classification")
         if k is not None:
             result.append(_classification(model, array, k, name))
             continue

@@ -10,7 +10,9 @@ Rules, in order, for the URL and for every redirect (at most `MAX_REDIRECTS`):
   multicast, reserved and otherwise non-global addresses are refused, unless the policy allows
   them (`LAMBDALITE_ALLOW_PRIVATE_URLS=1`, or networks in `LAMBDALITE_ALLOW_URL_NETWORKS`);
 * a connect timeout, a total deadline, and a byte cap (`Content-Length` checked up front, the
-  stream counted as it arrives).
+  stream counted as it arrives). The deadline is the socket's: every read may wait only for
+  what is left of it (`_DeadlineSocket`), so a server that drips its headers or its body a byte
+  at a time is cut off at the deadline, not between reads.
 
 Refusals raise `URLRefusedError` (HTTP 422), failures `FetchError` (502), timeouts
 `FetchTimeoutError` (504). Standard library only, imported when a URL is first fetched.
@@ -23,7 +25,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
 from lambdalite.errors import FetchError, FetchTimeoutError, PayloadTooLargeError, URLRefusedError
@@ -65,6 +67,8 @@ def _refuse_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | N
         mapped = ip.ipv4_mapped or ip.sixtofour
         if mapped is not None:
             return _refuse_reason(mapped)
+        if ip.is_site_local:  # fec0::/10: deprecated, yet routed inside some networks
+            return "a site-local address"
     if ip.is_loopback:
         return "a loopback address"
     if ip.is_link_local:
@@ -102,28 +106,93 @@ def _resolve(host: str, port: int, policy: URLPolicy, deadline: float) -> str:
     return candidates[0]
 
 
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the fetch's deadline passed")
+    return left
+
+
+class _DeadlineSocket(socket.socket):
+    """Reads that wait no longer than what is left until `deadline` (time.monotonic()).
+
+    http.client reads the status line, the headers and the body through `recv_into`; each call
+    sets the socket's timeout to the time left first, so however the server spaces its bytes,
+    the last read ends at the deadline (a timeout bounds one read, the deadline all of them)."""
+
+    deadline = 0.0
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self.settimeout(_left(self.deadline))
+        return super().recv_into(buffer, nbytes, flags)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self.settimeout(_left(self.deadline))
+        return super().recv(bufsize, flags)
+
+
+class _DeadlineSSLSocket(ssl.SSLSocket):
+    """The same over TLS (`SSLContext.sslsocket_class`): TLS reads go through these too."""
+
+    deadline = 0.0
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        self.settimeout(_left(self.deadline))
+        return super().recv_into(buffer, nbytes, flags)
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        self.settimeout(_left(self.deadline))
+        return super().recv(buflen, flags)
+
+
+def _connect(address: str, port: int, timeout: float, deadline: float) -> _DeadlineSocket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = _DeadlineSocket(family, socket.SOCK_STREAM)
+    sock.deadline = deadline
+    try:
+        sock.settimeout(timeout)
+        sock.connect((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class _PinnedHTTP(http.client.HTTPConnection):
     """An HTTP connection to an address we checked, with the URL's host in the Host header."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, address: str, timeout: float, deadline: float) -> None:
         super().__init__(host, port, timeout=timeout)
         self.address = address
+        self.deadline = deadline
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = _connect(self.address, self.port, min(self.timeout or 1.0, self._left()), self.deadline)
+
+    def _left(self) -> float:
+        return max(0.001, self.deadline - time.monotonic())
 
 
-class _PinnedHTTPS(http.client.HTTPSConnection):
-    """The same for HTTPS: TCP to the checked address, TLS verified against the host name."""
+class _PinnedHTTPS(_PinnedHTTP):
+    """The same for HTTPS: TCP to the checked address, TLS verified against the host name (the
+    handshake, too, within the deadline)."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, address: str, timeout: float, deadline: float) -> None:
+        super().__init__(host, port, address, timeout, deadline)
         self.tls = ssl.create_default_context()
-        super().__init__(host, port, timeout=timeout, context=self.tls)
-        self.address = address
+        self.tls.sslsocket_class = _DeadlineSSLSocket
 
     def connect(self) -> None:
-        raw = socket.create_connection((self.address, self.port), self.timeout)
-        self.sock = self.tls.wrap_socket(raw, server_hostname=self.host)
+        raw = _connect(self.address, self.port, min(self.timeout or 1.0, self._left()), self.deadline)
+        raw.settimeout(self._left())
+        try:
+            tls = self.tls.wrap_socket(raw, server_hostname=self.host)
+        except BaseException:
+            raw.close()
+            raise
+        assert isinstance(tls, _DeadlineSSLSocket)
+        tls.deadline = self.deadline
+        self.sock = tls
 
 
 def fetch_image(url: str, policy: URLPolicy) -> bytes:
@@ -157,11 +226,10 @@ def _get(url: str, policy: URLPolicy, deadline: float) -> tuple[int, str | None,
     address = _resolve(host, port, policy, deadline)
     timeout = max(0.05, min(policy.connect_timeout, deadline - time.monotonic()))
     conn_class = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
-    conn = conn_class(host, port, address, timeout)
+    conn = conn_class(host, port, address, timeout, deadline)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         conn.request("GET", target, headers={"User-Agent": _USER_AGENT, "Accept": "image/*,*/*;q=0.5"})
-        _set_timeout(conn, deadline)
         response = conn.getresponse()
         try:
             if response.status in (301, 302, 303, 307, 308):
@@ -178,8 +246,7 @@ def _get(url: str, policy: URLPolicy, deadline: float) -> tuple[int, str | None,
             chunks: list[bytes] = []
             total = 0
             while True:
-                _set_timeout(conn, deadline)
-                chunk = response.read(_CHUNK)
+                chunk = response.read1(_CHUNK)
                 if not chunk:
                     break
                 total += len(chunk)
@@ -192,18 +259,13 @@ def _get(url: str, policy: URLPolicy, deadline: float) -> tuple[int, str | None,
     except (FetchError, PayloadTooLargeError):
         raise
     except TimeoutError as exc:
-        raise FetchTimeoutError(f"fetching the image from {host} timed out") from exc
+        raise FetchTimeoutError(
+            f"fetching the image from {host} timed out: it took longer than the {policy.total_timeout:g} s "
+            "allowed (LAMBDALITE_URL_TIMEOUT)"
+        ) from exc
     except ssl.SSLError as exc:
         raise FetchError(f"TLS with {host} failed: {exc.reason or exc}") from exc
     except (OSError, http.client.HTTPException) as exc:
         raise FetchError(f"fetching the image from {host} failed: {exc or type(exc).__name__}") from exc
     finally:
         conn.close()
-
-
-def _set_timeout(conn: http.client.HTTPConnection, deadline: float) -> None:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise FetchTimeoutError(f"fetching the image from {conn.host} took longer than allowed")
-    if conn.sock is not None:
-        conn.sock.settimeout(left)

@@ -42,6 +42,8 @@ class HttpRequest(NamedTuple):
     def json(self) -> Any:
         try:
             return json.loads(self.body)
+        except RecursionError:
+            raise EventError("the body is JSON nested too deeply to read; send at most a few hundred levels") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise EventError(f"the body is not valid JSON: {exc}") from exc
 

@@ -366,7 +366,7 @@ def test_environment_the_function_sees(caps):
         assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"
         assert env["STAGE"] == "test"
         assert re.fullmatch(r"127\.0\.0\.1:\d+", env["AWS_LAMBDA_RUNTIME_API"])
-        assert env["LAMBDA_TASK_ROOT"] == cfg.code_dir
+        assert env["LAMBDA_TASK_ROOT"] == ("/var/task" if caps.mount else cfg.code_dir)  # Lambda's path
         assert not any(k.startswith("_LAMBDA") for k in env)
 
 

@@ -63,6 +63,18 @@ _STATUS_EVERY_S = 10.0  # without a terminal, one summary line at most this ofte
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help='SAM-style env.json: {"FunctionLogicalId": {...}} or {"Parameters": {...}}.',
 )
+@click.option(
+    "--env-vars-section",
+    metavar="ID",
+    help="Which function section of the --env-vars file applies (default: the one named like the function).",
+)
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A directory with a layer's content (python/...), read-only at /opt (repeatable, in order).",
+)
 @click.option("--queue", is_flag=True, help="Queue invocations when every instance is busy (default: 429).")
 @click.option(
     "--api",
@@ -77,6 +89,23 @@ _STATUS_EVERY_S = 10.0  # without a terminal, one summary line at most this ofte
     metavar="TYPES",
     help="REST API only: comma-separated binary media types, e.g. 'image/*,multipart/form-data' "
     "(without them binary uploads arrive as mangled text, as on AWS).",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Close a connection with 408 when a request's line and headers take longer, s.",
+)
+@click.option(
+    "--idle-connection-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Close a connection that sends nothing this long between requests (or mid-body), s.",
+)
+@click.option(
+    "--max-connections", default=512, show_default=True, type=click.IntRange(min=1), help="Open connections at most."
 )
 @click.option("--init-budget", default=10.0, hidden=True, type=click.FloatRange(min=0.1))
 def serve(
@@ -93,9 +122,14 @@ def serve(
     ephemeral_storage: int,
     env_pairs: tuple[str, ...],
     env_vars: Path | None,
+    env_vars_section: str | None,
+    layers: tuple[Path, ...],
     queue: bool,
     api: str,
     binary_media_types: str,
+    header_timeout: float,
+    idle_connection_timeout: float,
+    max_connections: int,
     init_budget: float,
 ) -> None:
     """Run MODEL as a local Lambda function: the Invoke API on --port, instances on demand.
@@ -133,7 +167,9 @@ def serve(
     code = code_dir or (model_dir if handler == DEFAULT_HANDLER and model_dir is not None else Path.cwd())
     user_env = parse_env_pairs(env_pairs)
     if env_vars is not None:
-        user_env = {**load_env_file(env_vars, name), **user_env}
+        user_env = {**load_env_file(env_vars, name, env_vars_section), **user_env}
+    elif env_vars_section is not None:
+        raise UsageError("--env-vars-section picks a section of an --env-vars file: give --env-vars too")
     check_user_environment(user_env)
     config = FunctionConfig(
         name=name,
@@ -144,6 +180,7 @@ def serve(
         ephemeral_mb=ephemeral_storage,
         environment=user_env,
         model_dir=str(model_dir) if model_dir is not None else None,
+        layers=tuple(str(layer.resolve()) for layer in layers),
         max_concurrency=max_concurrency or os.cpu_count() or 1,
         idle_timeout_s=idle_timeout,
         queue=queue,
@@ -154,7 +191,12 @@ def serve(
     from lambdalite.toolkit.local.gateway import GatewayConfig
 
     gateway = GatewayConfig(api, binary_media_types.split(","))  # type: ignore[arg-type]
-    asyncio.run(_serve(config, host, port, gateway))
+    from lambdalite.toolkit.local.http import PUBLIC_LIMITS
+
+    limits = PUBLIC_LIMITS._replace(
+        header_timeout_s=header_timeout, idle_timeout_s=idle_connection_timeout, max_connections=max_connections
+    )
+    asyncio.run(_serve(config, host, port, gateway, limits))
 
 
 def _gateway_refusal(exc: BaseException) -> tuple[int, list[tuple[str, str]], bytes] | None:
@@ -172,12 +214,12 @@ def _function_name(bundle_name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]+", "-", bundle_name).strip("-")[:64] or "function"
 
 
-async def _serve(config: Any, host: str, port: int, gateway: Any) -> None:
+async def _serve(config: Any, host: str, port: int, gateway: Any, limits: Any) -> None:
     from lambdalite.toolkit.local.gateway import FrontDoor
     from lambdalite.toolkit.local.server import LambdaServer
 
     console = _Console(sys.stdout, sys.stderr)
-    server = LambdaServer(config, log=console.line)
+    server = LambdaServer(config, log=console.line, http_limits=limits)
     server.fallback = FrontDoor(gateway, server.invoke, refused=_gateway_refusal)
     try:
         bound = await server.start(host, port)

@@ -88,8 +88,11 @@ def parse_env_pairs(pairs: Sequence[str], flag: str = "--env") -> dict[str, str]
     return env
 
 
-def load_env_file(path: Path, function_name: str) -> dict[str, str]:
-    """Variables for `function_name` from a SAM env.json (Parameters first, then the function's own)."""
+def load_env_file(path: Path, function_name: str, section: str | None = None) -> dict[str, str]:
+    """Variables for `function_name` from a SAM env.json (Parameters first, then the function's own).
+
+    The function's own section is `section` when given (`serve --env-vars-section`), else the one
+    named like the function, else the file's only one."""
     try:
         data = json.loads(path.read_text())
     except OSError as exc:
@@ -99,20 +102,25 @@ def load_env_file(path: Path, function_name: str) -> dict[str, str]:
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise UsageError(f'{path}: expected {{"FunctionLogicalId": {{"KEY": "value"}}}} or {{"Parameters": {{...}}}}')
     functions = {k: v for k, v in data.items() if k != "Parameters"}
-    if function_name in functions:
+    if section is not None:
+        if section not in functions:
+            known = ", ".join(sorted(functions)) or "none"
+            raise UsageError(f"{path} has no section {section!r} (its function sections: {known})")
+        own = functions[section]
+    elif function_name in functions:
         own = functions[function_name]
     elif len(functions) == 1:
         own = next(iter(functions.values()))  # one function in the file: it is this one, whatever its logical id
     elif functions:
         raise UsageError(
             f"{path} has variables for {', '.join(sorted(functions))}; "
-            f"name the one to use with --function-name (serving {function_name!r})"
+            f"pick one with --env-vars-section (serving {function_name!r})"
         )
     else:
         own = {}
     env: dict[str, str] = {}
-    for section in (data.get("Parameters", {}), own):
-        for key, value in section.items():
+    for variables in (data.get("Parameters", {}), own):
+        for key, value in variables.items():
             env[key] = _env_string(path, key, value)
     return env
 
@@ -141,8 +149,13 @@ def log_stream_name(version: str) -> str:
     return f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{version}]{secrets.token_hex(16)}"
 
 
-def lambda_environment(config: FunctionConfig, *, pythonpath: Sequence[str], runtime_dir: str) -> dict[str, str]:
-    """Lambda's variables for `config`, the user's on top; AWS_LAMBDA_RUNTIME_API is per instance."""
+def lambda_environment(
+    config: FunctionConfig, *, pythonpath: Sequence[str], runtime_dir: str, task_root: str | None = None
+) -> dict[str, str]:
+    """Lambda's variables for `config`, the user's on top; AWS_LAMBDA_RUNTIME_API is per instance.
+
+    `task_root` is where the instance sees the code (/var/task in a mount namespace; default:
+    the code directory itself)."""
     env = {key: os.environ[key] for key in _PASS_THROUGH if key in os.environ}
     env.setdefault("LANG", "C.UTF-8")
     env.update(
@@ -161,7 +174,7 @@ def lambda_environment(config: FunctionConfig, *, pythonpath: Sequence[str], run
             "AWS_SESSION_TOKEN": "lambdalite-local-session-token",
             "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}",
             "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-            "LAMBDA_TASK_ROOT": config.code_dir,
+            "LAMBDA_TASK_ROOT": task_root or config.code_dir,
             "LAMBDA_RUNTIME_DIR": runtime_dir,
             "_HANDLER": config.handler,
             "TZ": ":UTC",

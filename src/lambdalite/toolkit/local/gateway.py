@@ -217,7 +217,7 @@ def response_from_result(
         return _message(500, "Internal Server Error", request_id, config)
     try:
         value = json.loads(payload) if payload else None
-    except ValueError:
+    except (ValueError, RecursionError):
         value = ...
     if config.api == "http" and not (isinstance(value, dict) and "statusCode" in value):
         if value is ...:  # not JSON at all: malformed

@@ -7,12 +7,13 @@
 
 The process long-polls `GET /next` on 127.0.0.1:<its own port>; `run` hands the event to that
 poll and waits for `/response`, `/error` or `/init/error`, for the process to exit, for the
-function timeout, or for its memory to pass the configured size. Memory is its peak resident size
-(VmHWM), polled every 20 ms and checked again on every Runtime API call, so a process that went
-over, even briefly and between two polls, is out of memory before anything it says is accepted.
-Timeouts and out-of-memory kill the whole process group, as Lambda does, and the instance is not
-reused. Init has a 10 s budget: past it the init is killed and retried inside the invocation,
-under the function timeout.
+function timeout, or for its memory to pass the configured size. Memory is its whole process
+tree's, as Lambda counts the sandbox: the tree's current size polled (every 20 ms, 50 ms with
+children) and the runtime's own peak resident size (VmHWM), checked again on every Runtime API
+call, so a process that went over, even briefly and between two polls, is out of memory before
+anything it says is accepted. Timeouts and out-of-memory kill the whole process group, as Lambda
+does, and the instance is not reused. Init has a 10 s budget: past it the init is killed and
+retried inside the invocation, under the function timeout.
 
 Everything the process prints (stdout and stderr share one pipe) becomes log lines, attributed to
 the invocation in flight and framed by START / END / REPORT. The pipe is drained before an answer
@@ -38,6 +39,7 @@ __all__ = ["Instance", "Job", "LogSink"]
 LogSink = Callable[[str], None]
 
 _MEMORY_POLL_S = 0.02
+_TREE_POLL_S = 0.05  # with child processes: summing their Pss costs about 1 ms per 200 MB
 _ACCEPTED = Reply(202, [("Content-Type", "application/json")], b'{"status":"OK"}')
 
 
@@ -163,7 +165,7 @@ class Instance:
         route = protocol.match_runtime(request.method, request.path)
         if route is None:
             return protocol.runtime_error_reply(404, "InvalidRequest", f"{request.method} {request.path} not found")
-        if self._over_memory():
+        if self._over_memory()[0]:
             # Lambda would have killed the process the moment it passed its memory size, so whatever it
             # says now (init done, an answer) never happened. The poll alone misses a peak that falls
             # back, or one reached between two polls just before the runtime answers.
@@ -177,7 +179,7 @@ class Instance:
         if job is None or not self.delivered or route.request_id != job.request_id:
             return protocol.runtime_error_reply(400, "InvalidRequestID", "Invalid request ID")
         if self.proc is not None:
-            self.proc.drain()  # lines printed before the answer belong to this invocation
+            self.proc.drain(partial=True)  # what it printed before the answer belongs to this invocation
         if request.body_dropped:
             self._finish("too_large", protocol.response_too_large_payload(), error_type="Function.ResponseSizeTooLarge")
             return protocol.runtime_error_reply(
@@ -250,7 +252,7 @@ class Instance:
         if self.initialized:
             return protocol.runtime_error_reply(403, "InvalidStateTransition", "init already completed")
         if self.proc is not None:
-            self.proc.drain()
+            self.proc.drain(partial=True)
         error_type = request.header("lambda-runtime-function-error-type") or _error_type(request.body)
         self._fail_init(request.body, error_type or "Runtime.Unknown", "error")
         return _ACCEPTED
@@ -290,6 +292,8 @@ class Instance:
         job, done = self.job, self.done
         if job is None or done is None or done.done():
             return
+        if self.proc is not None and self.proc.alive:
+            self.proc.drain(partial=True)  # its output so far, a last line without newline included
         self._cancel_timer()
         if duration_ms is None:
             duration_ms = (time.perf_counter() - self.started_at) * 1e3
@@ -407,29 +411,32 @@ class Instance:
 
     # -- memory --------------------------------------------------------------------------------------
 
-    def _watch_memory(self) -> None:
+    def _watch_memory(self, period: float = _MEMORY_POLL_S) -> None:
         if self._memory_timer is None and not self.dead:
-            self._memory_timer = asyncio.get_running_loop().call_later(_MEMORY_POLL_S, self._poll_memory)
+            self._memory_timer = asyncio.get_running_loop().call_later(period, self._poll_memory)
 
     def _poll_memory(self) -> None:
         self._memory_timer = None
         proc = self.proc
         if proc is None or self.dead or not proc.alive:
             return
-        if self._over_memory():
+        over, children = self._over_memory()
+        if over:
             self._out_of_memory()
             return
         if self.job is not None or not self.initialized:
-            self._watch_memory()
+            self._watch_memory(_TREE_POLL_S if children else _MEMORY_POLL_S)
 
-    def _over_memory(self) -> bool:
-        """Whether the process has ever held more than its memory size (its peak RSS, VmHWM)."""
+    def _over_memory(self) -> tuple[bool, int]:
+        """(whether the instance is over its memory size, how many descendants the runtime has).
+
+        Over: the process tree uses more now, or the runtime itself ever held more (its VmHWM)."""
         proc = self.proc
         if proc is None or self.dead or not proc.alive:
-            return False
-        _, hwm_kb = proc.memory_kb()
-        self.peak_mb = max(self.peak_mb, math.ceil(hwm_kb / 1024))
-        return hwm_kb > self.config.memory_mb * 1024
+            return False, 0
+        used_kb, hwm_kb, children = proc.memory_kb()
+        self.peak_mb = max(self.peak_mb, math.ceil(max(used_kb, hwm_kb) / 1024))
+        return max(used_kb, hwm_kb) > self.config.memory_mb * 1024, children
 
     def _out_of_memory(self) -> None:
         job = self.job
@@ -446,8 +453,8 @@ class Instance:
 
     def _max_memory_mb(self) -> int:
         if self.proc is not None and self.proc.alive:
-            _, hwm_kb = self.proc.memory_kb()
-            self.peak_mb = max(self.peak_mb, math.ceil(hwm_kb / 1024))
+            used_kb, hwm_kb, _ = self.proc.memory_kb()
+            self.peak_mb = max(self.peak_mb, math.ceil(max(used_kb, hwm_kb) / 1024))
         return self.peak_mb
 
     # -- output --------------------------------------------------------------------------------------

@@ -90,6 +90,7 @@ class FunctionConfig:
     ephemeral_mb: int = 512
     environment: dict[str, str] = field(default_factory=dict)  # the user's variables
     model_dir: str | None = None  # passed to instances as LAMBDALITE_MODEL
+    layers: tuple[str, ...] = ()  # directories with a layer's content each, merged at /opt in this order
     max_concurrency: int = 1
     idle_timeout_s: float = 300.0
     queue: bool = False  # wait for a free instance instead of answering 429

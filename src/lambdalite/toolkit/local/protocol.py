@@ -193,6 +193,10 @@ def check_payload(body: bytes, size: int, kind: InvocationType) -> bytes:
         return b"{}"  # awslambdaric cannot unmarshal an empty JSON body; SAM substitutes {} too
     try:
         json.loads(body)
+    except RecursionError:
+        raise InvalidRequestContentError(
+            "Could not parse request body into json: Could not parse payload into json: nested too deeply"
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequestContentError(
             f"Could not parse request body into json: Could not parse payload into json: {exc}"

@@ -7,12 +7,18 @@ Inside Lambda only /tmp is writable (512 MB by default) and everything else is r
 
 * As root (a private mount namespace): a fresh tmpfs of the configured size over /tmp, the root
   remounted read-only (writes fail with EROFS, as on Lambda), /dev/shm hidden, and the code,
-  model and Python paths that lived under /tmp bound back read-only at the same paths.
+  model and Python paths that lived under /tmp bound back read-only at the same paths. The code
+  is also bound read-only at /var/task, Lambda's LAMBDA_TASK_ROOT (stack traces show its paths);
+  when the host has no /var/task, a tmpfs over /var gets one, the host's entries of /var bound
+  back (read-only) beside it, so nothing is created on the host. Layers are at /opt, read-only:
+  one bound there, several merged (an overlay, a later layer's files over an earlier one's).
 * Landlock (Linux >= 5.13, no root needed): writes allowed only beneath /tmp (or the private
   TMPDIR) and to /dev/null and friends. Without a mount namespace this is what keeps the code
   read-only; the /tmp quota is then only per file (RLIMIT_FSIZE).
-* rlimits: an address-space backstop well above the memory size (the parent watches RSS and
-  enforces the real cap), Lambda's 1,024 file descriptors, and the parent's death kills us.
+* rlimits: an address-space backstop well above the memory size (the parent watches the memory
+  of the whole process tree and enforces the real cap), Lambda's 1,024 file descriptors, and the
+  parent's death kills us. The process is a child subreaper: a descendant orphaned by its parent
+  stays in this tree, counted against the memory size and killed with the instance.
 
 Then `python -m awslambdaric HANDLER` runs in this same process (no second interpreter start).
 This module runs on the function's cold path, so it imports only the standard library's smallest
@@ -29,15 +35,21 @@ from typing import Any
 
 __all__ = [
     "CONFIG_ENV",
+    "LAYERS_ROOT",
+    "TASK_ROOT",
     "enter",
     "landlock_abi",
+    "layers_at_opt",
     "main",
     "private_tmp",
     "probe",
     "restrict_writes",
+    "task_root",
 ]
 
 CONFIG_ENV = "_LAMBDALITE_SANDBOX"
+TASK_ROOT = "/var/task"  # where Lambda puts the function's code
+LAYERS_ROOT = "/opt"  # and its layers
 
 _CLONE_NEWNS = 0x00020000
 _MS_RDONLY = 1
@@ -49,6 +61,7 @@ _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_CHILD_SUBREAPER = 36
 _SYS_LANDLOCK_CREATE_RULESET = 444  # the same number on every architecture (generic syscall table)
 _SYS_LANDLOCK_ADD_RULE = 445
 _SYS_LANDLOCK_RESTRICT_SELF = 446
@@ -101,8 +114,51 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def private_tmp(size_mb: int, expose: list[str]) -> None:
-    """A new mount namespace: tmpfs over /tmp, read-only root, `expose` paths bound back read-only."""
+def _read_only_bind(source: str, target: str) -> None:
+    _mount(source, target, None, _MS_BIND | _MS_REC)
+    _mount(None, target, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)
+
+
+def task_root(code_dir: str, target: str = TASK_ROOT) -> None:
+    """Bind `code_dir` read-only at `target` (/var/task) inside this mount namespace."""
+    if not os.path.isdir(target):
+        parent, name = os.path.split(target)
+        entries: list[tuple[str, str | int]] = []
+        for entry in sorted(os.listdir(parent)):
+            path = os.path.join(parent, entry)
+            if os.path.islink(path):
+                entries.append((entry, os.readlink(path)))
+            else:
+                entries.append((entry, os.open(path, os.O_PATH | os.O_CLOEXEC)))
+        _mount("tmpfs", parent, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=64k,mode=755")
+        for entry, kept in entries:
+            path = os.path.join(parent, entry)
+            if isinstance(kept, str):
+                os.symlink(kept, path)
+                continue
+            if os.path.isdir(f"/proc/self/fd/{kept}"):
+                os.mkdir(path)
+            else:
+                open(path, "a").close()
+            _read_only_bind(f"/proc/self/fd/{kept}", path)
+            os.close(kept)
+        os.mkdir(target)
+        _mount(None, parent, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+    _read_only_bind(code_dir, target)
+
+
+def layers_at_opt(layers: list[str], target: str = LAYERS_ROOT) -> None:
+    """The layers' content read-only at /opt: one bound there, several as a read-only overlay."""
+    if len(layers) == 1:
+        _read_only_bind(layers[0], target)
+    elif layers:
+        lower = ":".join(reversed(layers))  # overlayfs: the leftmost lower directory is on top
+        _mount("overlay", target, "overlay", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, f"lowerdir={lower}")
+
+
+def private_tmp(size_mb: int, expose: list[str], code_dir: str | None = None, layers: list[str] | None = None) -> None:
+    """A new mount namespace: tmpfs over /tmp, read-only root, `expose` paths bound back read-only,
+    `code_dir` (if given) read-only at /var/task and `layers` at /opt."""
     _check(_c().unshare(_CLONE_NEWNS), "unshare")
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing we mount leaks to the host
     keep = []  # opened inside the new namespace, before /tmp is covered
@@ -121,6 +177,10 @@ def private_tmp(size_mb: int, expose: list[str]) -> None:
         os.close(fd)
     if os.path.isdir("/dev/shm"):
         _mount("tmpfs", "/dev/shm", "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k")  # Lambda has none
+    if code_dir is not None:
+        task_root(code_dir)
+    if layers:
+        layers_at_opt(layers)
     _mount(None, "/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)  # only this namespace's view of /
 
 
@@ -186,17 +246,26 @@ def _limits(config: dict[str, Any]) -> None:
 def enter(config: dict[str, Any]) -> None:
     """Apply `config` to this process: parent watch, /tmp, read-only filesystem, rlimits."""
     _c().prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # SIGKILL when the emulator goes away
+    _c().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphaned descendants stay in our tree (memory, kill)
     if config.get("parent") and os.getppid() != config["parent"]:
         os._exit(1)  # the emulator died before we got here
     tmp = config.get("tmp", "/tmp")
     if config.get("mount"):
-        private_tmp(int(config["tmp_size_mb"]), list(config.get("expose", [])))
+        private_tmp(
+            int(config["tmp_size_mb"]), list(config.get("expose", [])), config.get("task_root"), config.get("layers")
+        )
         tmp = "/tmp"
     if config.get("landlock"):
         restrict_writes(int(config["landlock"]), [tmp])
     _limits(config)
     if config.get("cwd"):
         os.chdir(config["cwd"])  # re-enter the code directory through its read-only mount
+    code_dir = config.get("task_root") if config.get("mount") else None
+    if code_dir:  # `python -m` put the host's path of the code first: the code is at /var/task now
+        sys.path[:] = list(dict.fromkeys(TASK_ROOT if p and os.path.realpath(p) == code_dir else p for p in sys.path))
+    for path in list(sys.path_importer_cache):  # looked up (and missing) before the mounts
+        if _under(path, TASK_ROOT) or _under(path, LAYERS_ROOT):
+            del sys.path_importer_cache[path]
 
 
 def probe() -> dict[str, Any]:

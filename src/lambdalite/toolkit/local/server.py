@@ -12,6 +12,14 @@ TooManyRequestsException, or, with `queue`, the invocation waits for the first f
 retried twice on a function error with the same request id. Idle instances are stopped after
 `idle_timeout_s`.
 
+The Event queue holds no payloads in memory: each is spooled to a file in the emulator's state
+directory until an instance takes it, and at most `max_concurrency` events are in flight. Past
+`MAX_QUEUED_EVENTS` events or `MAX_QUEUED_EVENT_BYTES` spooled, an Event invoke is refused with
+429 TooManyRequestsException. Synchronous invokes come first: a free instance goes to a waiting
+synchronous invoke before any queued event, and while instances are busy with events a
+synchronous invoke waits for the first to finish instead of being throttled (a backlog of events
+never starves it: it is answered about one handler duration after an instance frees up).
+
 The seam for an HTTP front door (API Gateway, `lambdalite.toolkit.local.gateway`):
 
 * Every request on the serve port that is not the Invoke API goes to `fallback`, an async callable
@@ -52,15 +60,35 @@ from lambdalite.errors import (
 )
 from lambdalite.toolkit.local import protocol
 from lambdalite.toolkit.local.environment import lambda_environment
-from lambdalite.toolkit.local.http import HttpServer
+from lambdalite.toolkit.local.http import PUBLIC_LIMITS, HttpLimits, HttpServer
 from lambdalite.toolkit.local.instances import Instance, Job, LogSink
 from lambdalite.toolkit.local.messages import FunctionConfig, InvokeResult, Outcome, Reply, Request, SandboxCaps
+from lambdalite.toolkit.local.sandbox import LAYERS_ROOT, TASK_ROOT
 
-__all__ = ["Fallback", "LambdaServer", "Summary", "not_found", "probe_sandbox"]
+__all__ = [
+    "MAX_QUEUED_EVENTS",
+    "MAX_QUEUED_EVENT_BYTES",
+    "Fallback",
+    "LambdaServer",
+    "Summary",
+    "not_found",
+    "probe_sandbox",
+]
 
 Fallback = Callable[[str, str, str, Mapping[str, str], bytes], Awaitable[tuple[int, Sequence[tuple[str, str]], bytes]]]
 _FRONT_DOOR_BODY_LIMIT = 10 * 2**20  # API Gateway's payload limit; the Invoke API checks its own 6 MB
 _STATS_WINDOW = 100_000
+MAX_QUEUED_EVENTS = 100_000
+MAX_QUEUED_EVENT_BYTES = 2 * 2**30  # spooled payloads, on disk
+
+
+@dataclass(frozen=True, slots=True)
+class _QueuedEvent:
+    """An Event invocation waiting for an instance; its payload is in `path` until then."""
+
+    job: Job
+    path: str
+    size: int
 
 
 async def not_found(
@@ -92,6 +120,23 @@ def _package_paths() -> list[str]:
     return [here, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
 
 
+def _layer_paths(layers: list[str], mounted: bool) -> list[str]:
+    """Where Lambda's Python runtime finds a layer's packages: /opt/python and its site-packages
+    (the host's directories when there is no mount namespace; a later layer first)."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    roots = [LAYERS_ROOT] if mounted else list(reversed(layers))
+    return [p for root in roots for p in (f"{root}/python/lib/{version}/site-packages", f"{root}/python")]
+
+
+def _check_opt_is_free(paths: list[str]) -> None:
+    for path in paths:
+        if path == LAYERS_ROOT or path.startswith(LAYERS_ROOT + "/"):
+            raise EmulatorError(
+                f"cannot put layers at {LAYERS_ROOT}: the instance needs {path}, which is under it "
+                "(install lambdalite's Python environment elsewhere, or serve without --layer)"
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class Summary:
     """A snapshot for the live status line and the exit report."""
@@ -118,16 +163,22 @@ class LambdaServer:
         log: LogSink | None = None,
         fallback: Fallback = not_found,
         caps: SandboxCaps | None = None,
+        http_limits: HttpLimits = PUBLIC_LIMITS,
     ) -> None:
         self.config = config
         self.log: LogSink = log or (lambda line: print(line, flush=True))
         self.fallback = fallback
         self.caps = caps
-        self.http = HttpServer(self.handle, max_body=_FRONT_DOOR_BODY_LIMIT)
+        self.http = HttpServer(self.handle, max_body=_FRONT_DOOR_BODY_LIMIT, limits=http_limits)
         self.instances: list[Instance] = []
         self.idle: list[Instance] = []  # most recently used last: reuse the warmest
-        self.waiters: deque[asyncio.Future[Instance]] = deque()
-        self.events: set[asyncio.Task[None]] = set()
+        self.waiters: deque[asyncio.Future[Instance]] = deque()  # synchronous invokes: served first
+        self.event_waiters: deque[asyncio.Future[Instance]] = deque()
+        self.events: set[asyncio.Task[None]] = set()  # events in flight (at most max_concurrency)
+        self.event_queue: deque[_QueuedEvent] = deque()  # spooled, waiting for a slot
+        self.queued_bytes = 0
+        self.events_running = 0  # instances running an event right now
+        self._spool: str | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.durations: deque[float] = deque(maxlen=_STATS_WINDOW)
         self.billed: deque[int] = deque(maxlen=_STATS_WINDOW)
@@ -150,15 +201,28 @@ class LambdaServer:
         spec = importlib.util.find_spec("awslambdaric")
         runtime_dir = str(Path(spec.origin).parent.parent) if spec and spec.origin else ""
         code_dir = str(Path(self.config.code_dir).resolve())
-        pythonpath = [code_dir, *_package_paths()]
-        self._environment = lambda_environment(self.config, pythonpath=pythonpath, runtime_dir=runtime_dir)
+        # With a mount namespace the instance sees its code where Lambda puts it: /var/task, read-only.
+        task_root = TASK_ROOT if self.caps.mount else code_dir
+        layers = [str(Path(layer).resolve()) for layer in self.config.layers]
+        if layers and self.caps.mount:
+            _check_opt_is_free([*_package_paths(), sys.prefix, code_dir])
+        pythonpath = [task_root, *_layer_paths(layers, self.caps.mount), *_package_paths()]
+        self._environment = lambda_environment(
+            self.config, pythonpath=pythonpath, runtime_dir=runtime_dir, task_root=task_root
+        )
+        model_dir = self.config.model_dir
+        own_model = "LAMBDALITE_MODEL" in self.config.environment
+        if self.caps.mount and model_dir and not own_model and str(Path(model_dir).resolve()) == code_dir:
+            self._environment["LAMBDALITE_MODEL"] = TASK_ROOT  # the bundle is the code
         self._sandbox = {
             "parent": os.getpid(),
             "mount": self.caps.mount,
             "landlock": self.caps.landlock,
             "tmp_size_mb": self.config.ephemeral_mb,
-            "expose": [code_dir, *([self.config.model_dir] if self.config.model_dir else []), *pythonpath, sys.prefix],
-            "cwd": code_dir,
+            "expose": [code_dir, *([model_dir] if model_dir else []), *layers, *_package_paths(), sys.prefix],
+            "task_root": code_dir if self.caps.mount else None,
+            "layers": layers if self.caps.mount else [],
+            "cwd": task_root,
             # A backstop only: the parent enforces the memory size on RSS. Runtimes reserve far more
             # address space than they touch (thread stacks, allocator arenas), so leave room.
             "address_space_mb": max(4 * self.config.memory_mb, self.config.memory_mb + 8192),
@@ -178,14 +242,18 @@ class LambdaServer:
             self._reaper.cancel()
         for task in list(self.events):
             task.cancel()
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.cancel()
+        self.event_queue.clear()
+        for waiters in (self.waiters, self.event_waiters):
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.cancel()
         await asyncio.gather(*(inst.close() for inst in list(self.instances)), return_exceptions=True)
         await asyncio.gather(*self._background, return_exceptions=True)
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
+        if self._spool is not None:
+            shutil.rmtree(self._spool, ignore_errors=True)
 
     def summary(self) -> Summary:
         ordered = sorted(self.durations)
@@ -252,6 +320,13 @@ class LambdaServer:
         cognito_identity: str | None,
         tenant_id: str | None,
     ) -> InvokeResult:
+        if tenant_id:
+            # Lambda refuses a tenant ID for a function without tenant isolation mode, and
+            # lambdalite serve does not emulate that mode.
+            raise InvalidParameterValueError(
+                "The function does not have tenant isolation enabled: remove the tenant ID "
+                "(X-Amz-Tenant-Id, TenantId) from the invocation"
+            )
         job = Job(
             request_id,
             body,
@@ -264,9 +339,7 @@ class LambdaServer:
         if invocation_type == "DryRun":
             return InvokeResult(request_id, 204, executed_version=self.config.version)
         if invocation_type == "Event":
-            task = asyncio.get_running_loop().create_task(self._run_event(job))
-            self.events.add(task)
-            task.add_done_callback(self.events.discard)
+            self._enqueue_event(job)
             return InvokeResult(request_id, 202, executed_version=self.config.version)
         instance = await self._acquire(wait=self.config.queue)
         try:
@@ -275,17 +348,65 @@ class LambdaServer:
             self._release(instance)
         return self._record(job, outcome)
 
+    # -- the Event queue -----------------------------------------------------------------------------
+
+    def _enqueue_event(self, job: Job) -> None:
+        """Spool the event's payload and queue it; refuse past the queue's bounds."""
+        size = len(job.payload)
+        if len(self.event_queue) >= MAX_QUEUED_EVENTS or self.queued_bytes + size > MAX_QUEUED_EVENT_BYTES:
+            self.throttles += 1
+            raise TooManyRequestsError(
+                f"Rate Exceeded. The local Lambda's Event queue is full ({len(self.event_queue):,} events, "
+                f"{self.queued_bytes / 2**20:,.0f} MB waiting; at most {MAX_QUEUED_EVENTS:,} and "
+                f"{MAX_QUEUED_EVENT_BYTES / 2**30:.0f} GB)",
+                reason="ReservedFunctionConcurrentInvocationLimitExceeded",
+            )
+        if self._spool is None:
+            self._spool = tempfile.mkdtemp(prefix="lambdalite-events-")
+        path = os.path.join(self._spool, job.request_id)
+        with open(path, "wb") as f:
+            f.write(job.payload)
+        job.payload = b""
+        self.event_queue.append(_QueuedEvent(job, path, size))
+        self.queued_bytes += size
+        self._pump_events()
+
+    def _pump_events(self) -> None:
+        """Start queued events while fewer than `max_concurrency` are in flight."""
+        while self.event_queue and len(self.events) < self.config.max_concurrency and not self.closing:
+            queued = self.event_queue.popleft()
+            self.queued_bytes -= queued.size
+            task = asyncio.get_running_loop().create_task(self._run_queued(queued))
+            self.events.add(task)
+            task.add_done_callback(self._event_done)
+
+    def _event_done(self, task: asyncio.Task[None]) -> None:
+        self.events.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log(f"lambdalite: an event failed in the emulator: {task.exception()}")
+        self._pump_events()
+
+    async def _run_queued(self, queued: _QueuedEvent) -> None:
+        try:
+            with open(queued.path, "rb") as f:
+                queued.job.payload = f.read()
+        finally:
+            os.unlink(queued.path)
+        await self._run_event(queued.job)
+
     async def _run_event(self, job: Job) -> None:
         delays = (0.0, *self.config.event_retry_delays_s)
         for attempt, delay in enumerate(delays, 1):
             if delay:
                 await asyncio.sleep(delay)
-            instance = await self._acquire(wait=True)  # async invokes wait out throttling
+            instance = await self._acquire(wait=True, event=True)  # async invokes wait out throttling
+            self.events_running += 1
             try:
                 outcome = await instance.run(
                     Job(job.request_id, job.payload, job.function_arn, job.trace_id, job.client_context)
                 )
             finally:
+                self.events_running -= 1
                 self._release(instance)
             self._record(job, outcome)
             if outcome.kind == "response":
@@ -319,19 +440,33 @@ class LambdaServer:
 
     # -- scheduling ----------------------------------------------------------------------------------
 
-    async def _acquire(self, *, wait: bool) -> Instance:
+    async def _acquire(self, *, wait: bool, event: bool = False) -> Instance:
+        """A free instance, a new one, or a wait for one. Synchronous invokes wait (instead of a
+        429) while any instance runs an event, and are handed a freed instance first."""
         while self.idle:
             instance = self.idle.pop()
             if instance.usable:
                 return instance
         if self._live() < self.config.max_concurrency:
             return await self._new_instance()
-        if not wait:
+        if not wait and not (self.events_running and not event):
             self.throttles += 1
             raise TooManyRequestsError("Rate Exceeded.", reason="ReservedFunctionConcurrentInvocationLimitExceeded")
         waiter: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
+        (self.event_waiters if event else self.waiters).append(waiter)
         return await waiter
+
+    def _next_waiter(self) -> asyncio.Future[Instance] | None:
+        """The first waiter still waiting: synchronous invokes before events."""
+        for waiters in (self.waiters, self.event_waiters):
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    return waiter
+        return None
+
+    def _waiting(self) -> bool:
+        return any(not w.done() for w in self.waiters) or any(not w.done() for w in self.event_waiters)
 
     def _live(self) -> int:
         """Instances that count against the concurrency limit: a killed one no longer does."""
@@ -369,14 +504,13 @@ class LambdaServer:
         if self.closing:
             return
         if not instance.usable:  # killed: its place is free for whoever waits
-            if self.waiters:
+            if self._waiting():
                 asyncio.get_running_loop().create_task(self._start_for_waiter())
             return
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(instance)
-                return
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.set_result(instance)
+            return
         self.idle.append(instance)
 
     def _on_dead(self, instance: Instance) -> None:
@@ -390,15 +524,15 @@ class LambdaServer:
         tmp = instance.sandbox.get("tmp")
         if isinstance(tmp, str) and self._scratch is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-        if self.waiters and not self.closing:
+        if self._waiting() and not self.closing:
             asyncio.get_running_loop().create_task(self._start_for_waiter())
 
     async def _start_for_waiter(self) -> None:
-        while self.waiters and self.waiters[0].done():
-            self.waiters.popleft()
-        if not self.waiters or self._live() >= self.config.max_concurrency:
+        if not self._waiting() or self._live() >= self.config.max_concurrency:
             return
-        waiter = self.waiters.popleft()
+        waiter = self._next_waiter()
+        if waiter is None:
+            return
         try:
             instance = await self._new_instance()
         except Exception as exc:
