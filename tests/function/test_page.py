@@ -112,3 +112,31 @@ def test_the_page_shows_a_caption_and_its_alternatives(browser, tmp_path):
         assert page.query_selector_all("#alternatives .alt")  # beam 3: the other two captions
         assert page.query_selector_all("#results .bar") == []
         page.screenshot(path=str(ARTIFACTS / "page-caption.png"), full_page=True)
+
+
+def test_the_page_asks_for_the_api_key_once_and_keeps_it_for_the_tab(browser, demo_bundle, chelsea_path, tmp_path):
+    args = ("efficientnet-lite0", "--max-concurrency", "1", "--auth", "api-key", "--api-key", "tab-key-42")
+    with ServeProcess(tmp_path, *args) as server:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(server.url + "/")  # the page itself opens without a key
+        page.set_input_files("#file", str(chelsea_path))
+        page.wait_for_selector("#key-form", state="visible", timeout=60_000)
+        page.fill("#key", "not-the-key")
+        page.click("#key-go")
+        page.wait_for_function("document.getElementById('key-note').textContent.includes('refused')", timeout=60_000)
+        page.fill("#key", "tab-key-42")
+        page.click("#key-go")  # the pending image is sent again, with the key
+        page.wait_for_selector("#results .bar", timeout=60_000)
+        assert page.query_selector("#results .bar .label").inner_text() in CAT_CLASSES
+        assert page.evaluate("sessionStorage.getItem('lambdalite.apiKey')") == "tab-key-42"
+        assert page.evaluate("localStorage.length") == 0  # the tab only, nothing that outlives it
+        page.screenshot(path=str(ARTIFACTS / "page-api-key.png"), full_page=True)
+        page.reload()
+        page.set_input_files("#file", str(chelsea_path))
+        page.wait_for_selector("#results .bar", timeout=60_000)
+        assert not page.is_visible("#key-form")  # asked once
+        other = context.new_page()  # another tab asks again
+        other.goto(server.url + "/")
+        assert other.evaluate("sessionStorage.getItem('lambdalite.apiKey')") is None
+        context.close()

@@ -129,7 +129,8 @@ def lambda_client(url: str, read_timeout: float = 60) -> Any:
 class ServeProcess:
     """`lambdalite serve ... --port 0` as a real process; logs to files, stopped with SIGTERM."""
 
-    def __init__(self, tmp_path: Path, *args: str, mark: str | None = None) -> None:
+    def __init__(self, tmp_path: Path, *args: str, mark: str | None = None, env: dict[str, str] | None = None) -> None:
+        self.env = env
         self.mark = mark or uuid.uuid4().hex
         self.out_path = tmp_path / f"serve-{self.mark[:8]}.out"
         self.err_path = tmp_path / f"serve-{self.mark[:8]}.err"
@@ -139,7 +140,7 @@ class ServeProcess:
 
     def __enter__(self) -> ServeProcess:
         with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=self.env)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             m = re.search(r"Invoke API\s+http://127\.0\.0\.1:(\d+)/", self.err_path.read_text())

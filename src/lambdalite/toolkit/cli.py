@@ -37,6 +37,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "deploy": "lambdalite.toolkit.deploy.commands:deploy",
     "destroy": "lambdalite.toolkit.deploy.commands:destroy",
     "logs": "lambdalite.toolkit.deploy.commands:logs",
+    "api-key": "lambdalite.toolkit.deploy.commands:api_key",
     "serve": "lambdalite.toolkit.local.commands:serve",
     "import": "lambdalite.toolkit.convert.commands:import_command",
     "export": "lambdalite.toolkit.convert.commands:export_command",

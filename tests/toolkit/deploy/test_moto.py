@@ -31,6 +31,8 @@ from helpers.servers import start_moto
 
 LAMBDALITE = Path(sys.executable).parent / "lambdalite"
 REGION = "eu-west-1"
+# moto cannot create the REST API of the default --auth api-key (an OpenAPI body): deploy a locked HTTP API.
+HTTP = ("--auth", "iam")
 
 
 class Moto:
@@ -121,7 +123,7 @@ def test_deploy_an_s3_model_dry_run_then_for_real_then_destroy(aws, tiny_bundle,
     s3.create_bucket(Bucket="models", CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.upload_file(str(pack_bundle(tiny_bundle, tmp_path / "tiny.tar.gz")), "models", "tiny/v1.tar.gz")
     build_dir = tmp_path / "build"
-    args = ["deploy", "s3://models/tiny/v1.tar.gz", "--stack", "tiny-cats", "--create-bucket"]
+    args = ["deploy", "s3://models/tiny/v1.tar.gz", "--stack", "tiny-cats", "--create-bucket", *HTTP]
     args += ["--build-dir", str(build_dir), "--memory", "1024", "--timeout", "20", "--no-compile"]
     dry = ok(lambdalite(aws, *args, "--dry-run"))
     bucket = "lambdalite-123456789012-eu-west-1"
@@ -174,7 +176,7 @@ def test_update_and_destroy_keep_a_bucket_deploy_did_not_create(aws, lite0_build
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="my-artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_object(Bucket="my-artifacts", Key="something/else.txt", Body=b"keep me")
-    first = ok(lambdalite(aws, "deploy", str(out), "--stack", "cats", "--bucket", "my-artifacts"))
+    first = ok(lambdalite(aws, "deploy", str(out), "--stack", "cats", "--bucket", "my-artifacts", *HTTP))
     assert "create bucket" not in first
     cfn = aws.client("cloudformation")
     template = cfn.get_template(StackName="cats")["TemplateBody"]
@@ -186,11 +188,11 @@ def test_update_and_destroy_keep_a_bucket_deploy_did_not_create(aws, lite0_build
     assert config["Environment"]["Variables"]["LAMBDALITE_MODEL"] == "/var/task/model"  # shipped in the zip
 
     # Nothing changed: no upload, and CloudFormation has nothing to do.
-    again = lambdalite(aws, "deploy", str(out), "--stack", "cats", "--bucket", "my-artifacts")
+    again = lambdalite(aws, "deploy", str(out), "--stack", "cats", "--bucket", "my-artifacts", *HTTP)
     assert "upload" not in ok(again) and "already up to date" in again.stderr
 
     # Same artifact, new settings: an update in place.
-    updated = lambdalite(aws, "deploy", str(out), "--stack", "cats", "--memory", "3008", "--timeout", "25")
+    updated = lambdalite(aws, "deploy", str(out), "--stack", "cats", "--memory", "3008", "--timeout", "25", *HTTP)
     assert "~ update stack cats" in ok(updated) and "Modify" in updated.stderr
     config = lam.get_function_configuration(FunctionName="cats")
     assert (config["MemorySize"], config["Timeout"]) == (3008, 25)
@@ -204,7 +206,7 @@ def test_update_and_destroy_keep_a_bucket_deploy_did_not_create(aws, lite0_build
 
 def test_logs_prints_filters_and_follows(aws, lite0_build):
     out, _ = lite0_build
-    ok(lambdalite(aws, "deploy", str(out), "--stack", "cats", "--create-bucket"))
+    ok(lambdalite(aws, "deploy", str(out), "--stack", "cats", "--create-bucket", *HTTP))
     logs = aws.client("logs")
     group, stream = "/aws/lambda/cats", "2026/01/31/[$LATEST]0123456789abcdef"
     logs.create_log_stream(logGroupName=group, logStreamName=stream)
@@ -272,7 +274,7 @@ def test_deploy_errors_are_one_line(aws, lite0_build, tmp_path):
         timeout=60,
     )
     one_line_error(proc, "no AWS credentials found")
-    ok(lambdalite(aws, "deploy", str(out), "--stack", "cats", "--create-bucket"))
+    ok(lambdalite(aws, "deploy", str(out), "--stack", "cats", "--create-bucket", *HTTP))
     unconfirmed = subprocess.run(
         [str(LAMBDALITE), "destroy", "--stack", "cats"],
         capture_output=True,
@@ -283,3 +285,38 @@ def test_deploy_errors_are_one_line(aws, lite0_build, tmp_path):
     )
     one_line_error(unconfirmed, "pass --yes", code=2)
     assert stack_names(aws) == ["cats"]  # not confirmed: nothing removed
+
+
+def received_template(aws: Moto, stack: str) -> dict:
+    body = aws.client("cloudformation").get_template(StackName=stack)["TemplateBody"]
+    return body if isinstance(body, dict) else json.loads(body)
+
+
+def test_deploy_locked_doors(aws, lite0_build):
+    """--auth api-key (the default) is planned here (moto cannot create its REST API: real AWS is the
+    opt-in test in test_aws.py); --auth iam with a Function URL and reserved concurrency deploys."""
+    out, _ = lite0_build
+    args = ["deploy", str(out), "--stack", "locked", "--create-bucket", "--reserved-concurrency", "3"]
+    planned = lambdalite(aws, *args, "--throttle", "4,8", "--quota", "500/week", "--dry-run")
+    text = ok(planned)
+    assert "front door: REST API, auth api-key" in text and "500 requests/week per key" in text
+    assert "at most 3 instances (reserved)" in text and "warning:" not in planned.stderr
+    expanded = json.loads((out / "template.cfn.json").read_text())["Resources"]
+    [plan] = [r["Properties"] for r in expanded.values() if r["Type"] == "AWS::ApiGateway::UsagePlan"]
+    assert plan["Throttle"] == {"RateLimit": 4.0, "BurstLimit": 8} and plan["Quota"] == {"Limit": 500, "Period": "WEEK"}
+    [key] = [r["Properties"] for r in expanded.values() if r["Type"] == "AWS::ApiGateway::ApiKey"]
+    assert "Value" not in key
+
+    deployed = lambdalite(aws, *args, "--auth", "iam", "--function-url")
+    assert "front door: HTTP API, auth iam" in ok(deployed) and "function URL: AuthType AWS_IAM" in deployed.stdout
+    concurrency = aws.client("lambda").get_function_concurrency(FunctionName="locked")
+    assert concurrency["ReservedConcurrentExecutions"] == 3
+    resources = received_template(aws, "locked")["Resources"]
+    [url] = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Url"]
+    assert url["AuthType"] == "AWS_IAM"
+    one_line_error(lambdalite(aws, "api-key", "--stack", "locked"), "stack locked has no API key")
+
+    # Public on purpose: planned, with a warning that says what abuse costs.
+    public = lambdalite(aws, "deploy", str(out), "--stack", "open", "--auth", "none", "--dry-run")
+    ok(public)
+    assert "warning: the HTTP API is public" in public.stderr and "requests a month, about $" in public.stderr

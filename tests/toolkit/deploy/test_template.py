@@ -50,10 +50,10 @@ def lint(document: dict, tmp_path: Path, name: str) -> list[str]:
 
 
 VARIANTS = {
-    "http": {},
-    "http+url+layer": {"function_url": True, "layer": True},
+    "http": {"auth": "none"},
+    "http+url+layer": {"auth": "none", "function_url": True, "layer": True},
     "rest": {"api": "rest"},
-    "none+iam-url": {"api": "none", "function_url": True, "url_auth": "AWS_IAM"},
+    "none+iam-url": {"auth": "iam", "api": "none", "function_url": True, "url_auth": "AWS_IAM"},
     "s3-model": {"model_s3": ModelLocation("models", "cats/model.tar.gz")},
     "big": {"memory": 10240, "timeout": 900, "ephemeral_storage": 10240, "log_retention": 3653},
 }
@@ -131,7 +131,7 @@ def test_rest_api_passes_binary_bodies_and_routes_every_path():
 
 
 def test_http_api_takes_every_route_and_reports_the_endpoint():
-    sam = sam_template(spec(function_url=True), code=S3)
+    sam = sam_template(spec(auth="none", function_url=True), code=S3)
     assert sam["Outputs"]["Endpoint"]["Value"] == {
         "Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/"
     }
@@ -180,11 +180,11 @@ def test_settings_outside_lambdas_quotas_are_refused(settings, message):
 
 
 def test_settings_warn_when_the_gateway_gives_up_first():
-    assert Settings(timeout=30).notes() == []
-    [note] = Settings(timeout=120).notes()
+    assert Settings(auth="none", timeout=30).notes() == []
+    [note] = Settings(auth="none", timeout=120).notes()
     assert "HTTP API stops waiting after 30 s" in note and "--function-url" in note
     assert "REST API stops waiting after 29 s" in Settings(api="rest", timeout=60).notes()[0]
-    assert Settings(api="none", timeout=900).notes() == []
+    assert Settings(auth="none", api="none", timeout=900).notes() == []
 
 
 def test_settings_round_trip():

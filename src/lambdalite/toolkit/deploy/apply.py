@@ -351,6 +351,20 @@ class Aws:
         info.setdefault("LogGroupName", f"/aws/lambda/{info.get('FunctionName', stack)}")
         return info
 
+    def api_key(self, stack: str) -> str | None:
+        """The value of the stack's API key (AWS::ApiGateway::ApiKey), or None when it has none."""
+        with _aws(f"reading the API key of stack {stack}"):
+            found = self._stack(stack)
+            if found is None:
+                raise DeployError(f"there is no stack {stack} in {self.region}")
+            pages = self.client("cloudformation").get_paginator("list_stack_resources")
+            for page in pages.paginate(StackName=found["StackId"]):
+                for res in page["StackResourceSummaries"]:
+                    if res.get("ResourceType") == "AWS::ApiGateway::ApiKey" and res.get("PhysicalResourceId"):
+                        key = self.client("apigateway").get_api_key(apiKey=res["PhysicalResourceId"], includeValue=True)
+                        return str(key["value"])
+        return None
+
     def log_events(self, group: str, *, start_ms: int, pattern: str | None, seen: set[str]) -> list[dict[str, Any]]:
         """Events in `group` since `start_ms` that are not in `seen` (which this updates)."""
         logs = self.client("logs")

@@ -248,7 +248,7 @@ def size_report(build: Build) -> list[str]:
     lines = [f"{build.model_name} {build.model_version} for {target.describe()}"]
     if build.image_context is not None:
         lines.append(f"  image context: {build.image_context} (Dockerfile on {target.base_image})")
-        return lines
+        return lines + _front_door(build)
     width = max([len("package")] + [len(p.name) for a in build.artifacts for p in a.packages])
     for artifact in build.artifacts:
         lines.append(f"  {artifact.path.name}")
@@ -277,7 +277,13 @@ def size_report(build: Build) -> list[str]:
             f"  bytecode not precompiled (no working python{target.python} on PATH): cold starts compile "
             f"the imports, about 0.25 s more (see BENCHMARKS.md)"
         )
-    return lines
+    return lines + _front_door(build)
+
+
+def _front_door(build: Build) -> list[str]:
+    from lambdalite.toolkit.deploy.security import front_door
+
+    return ["  " + line for line in front_door(build.options.settings, build.options.target.arch)]
 
 
 def check_limits(build: Build) -> None:

@@ -18,7 +18,7 @@ import click
 
 from lambdalite.errors import UsageError
 
-__all__ = ["build", "deploy", "destroy", "format_event", "logs", "parse_since"]
+__all__ = ["api_key", "build", "deploy", "destroy", "format_event", "logs", "parse_since"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
@@ -67,15 +67,45 @@ def _settings_options(defaults: bool) -> Callable[[F], F]:
             click.option(
                 "--api",
                 type=click.Choice(["http", "rest", "none"]),
-                default=default("http"),
-                help="Front door: HTTP API, REST API (binary media types set), or none. [http]",
+                default=None,
+                help="Front door: HTTP API, REST API (binary media types set), or none. "
+                "[rest with --auth api-key, else http]",
             ),
             click.option("--function-url/--no-function-url", default=default(False), help="Add a Function URL."),
             click.option(
                 "--url-auth",
                 type=click.Choice(["NONE", "AWS_IAM"]),
-                default=default("NONE"),
-                help="Function URL auth: public (NONE) or SigV4 (AWS_IAM). [NONE]",
+                default=None,
+                help="Function URL auth: public (NONE) or SigV4 (AWS_IAM). [AWS_IAM unless --auth none]",
+            ),
+            click.option(
+                "--auth",
+                type=click.Choice(["api-key", "iam", "jwt", "none"]),
+                default=default("api-key"),
+                help="Who may call: an API key with a usage plan (REST API), SigV4 (iam), a JWT authorizer "
+                "(HTTP API), or anyone (none). [api-key]",
+            ),
+            click.option(
+                "--throttle",
+                metavar="RATE,BURST",
+                help="Requests per second and burst, on every route of the API (and the key's usage plan). [10,20]",
+            ),
+            click.option("--quota", metavar="N/PERIOD", help="api-key: requests per day, week or month. [10000/day]"),
+            click.option("--jwt-issuer", metavar="URL", help="jwt: the token issuer (https://...)."),
+            click.option(
+                "--jwt-audience", multiple=True, metavar="AUD", help="jwt: an accepted audience (repeatable)."
+            ),
+            click.option(
+                "--reserved-concurrency",
+                type=click.IntRange(min=1),
+                help="At most N instances at once (caps spend; unset: the account's limit).",
+            ),
+            click.option(
+                "--cors-origin",
+                "cors_origins",
+                multiple=True,
+                metavar="ORIGIN",
+                help="An origin whose pages may call the API (repeatable; default: none, the page is same-origin).",
             ),
             click.option("--log-retention", type=int, default=default(14), help="Days to keep logs. [14]"),
         ]
@@ -101,16 +131,50 @@ def _aws_options(func: F) -> F:
     return func
 
 
+_SETTINGS = (
+    "memory",
+    "timeout",
+    "ephemeral_storage",
+    "api",
+    "function_url",
+    "url_auth",
+    "log_retention",
+    "auth",
+    "throttle",
+    "quota",
+    "jwt_issuer",
+    "jwt_audience",
+    "reserved_concurrency",
+    "cors_origins",
+)
+# Settings whose defaults follow from --auth: a new --auth on deploy re-derives them.
+_DERIVED_FROM_AUTH = ("api", "url_auth", "quota", "jwt_issuer", "jwt_audience")
+
+
 def _settings(values: dict[str, Any], base: Any = None) -> Any:
+    from lambdalite.toolkit.access import Quota, Throttle
     from lambdalite.toolkit.deploy.template import Settings
 
-    names = ("memory", "timeout", "ephemeral_storage", "api", "function_url", "url_auth", "log_retention")
+    given = {name: values[name] for name in _SETTINGS if values.get(name) not in (None, ())}
+    if isinstance(given.get("throttle"), str):
+        given["throttle"] = Throttle.parse(given["throttle"])
+    if isinstance(given.get("quota"), str):
+        given["quota"] = Quota.parse(given["quota"])
     merged = base.to_dict() if base is not None else {}
-    merged.update({name: values[name] for name in names if values.get(name) is not None})
+    if "auth" in given and given["auth"] != merged.get("auth"):
+        for name in _DERIVED_FROM_AUTH:
+            merged.pop(name, None)
+    merged.update(given)
     return Settings.from_dict(merged)
 
 
-def _echo_notes(notes: list[str]) -> None:
+def _echo_notes(notes: list[str], settings: Any = None, arch: str = "x86_64") -> None:
+    if settings is not None:
+        from lambdalite.toolkit.deploy import security
+
+        for warning in security.warnings(settings, arch):
+            click.echo(f"warning: {warning}", err=True)
+        notes = notes + security.notes(settings)
     for note in notes:
         click.echo(f"note: {note}", err=True)
 
@@ -149,7 +213,7 @@ def build(
         raise UsageError("--layer is for zip builds; an image carries its dependencies inside")
     result = build_artifact(model, output, options, Stderr())
     click.echo("\n".join(size_report(result)))
-    _echo_notes(options.settings.notes())
+    _echo_notes(options.settings.notes(), options.settings, arch)
     check_limits(result)
     written = [a.path for a in result.artifacts] + ([result.image_context] if result.image_context else [])
     click.echo(f"wrote {', '.join(str(p) for p in [*written, result.template])}")
@@ -238,9 +302,12 @@ def deploy(
     chosen = _settings(settings, built.options.settings)
     observed = aws.observe(stack, bucket)
     steps = plan_deploy(built, observed, settings=chosen, create_bucket=create_bucket)
+    from lambdalite.toolkit.deploy.security import front_door
+
     click.echo(f"Plan for stack {stack} in {observed.region} (account {observed.account}):")
     click.echo("\n".join(describe(steps)))
-    _echo_notes(chosen.notes())
+    click.echo("\n".join(f"  {line}" for line in front_door(chosen, built.options.target.arch)))
+    _echo_notes(chosen.notes(), chosen, built.options.target.arch)
     for step in steps:
         if isinstance(step, DeployStack):
             expanded = built.out / "template.cfn.json"
@@ -249,17 +316,48 @@ def deploy(
     if dry_run:
         click.echo("dry run: nothing was changed")
         return
+    created = any(isinstance(step, DeployStack) and step.action == "CREATE" for step in steps)
     aws.execute(steps, progress)
     info = aws.stack_info(stack)
     click.echo(f"Deployed stack {stack}:")
     for key in ("Endpoint", "FunctionUrl", "FunctionName", "LogGroupName"):
         if key in info:
             click.echo(f"  {key:<13} {info[key]}")
+    header = ""
+    if chosen.auth == "api-key":
+        header = " -H 'x-api-key: KEY'"
+        value = aws.api_key(stack)
+        if value is None:
+            click.echo("  API key       (the stack reports no API key resource)")
+        elif created:
+            # Shown once, here (stdout, never a log or the template); `lambdalite api-key` reads it again.
+            click.echo(f"  API key       {value}")
+            click.echo(f"  (shown once; read it again with: lambdalite api-key --stack {stack})")
+        else:
+            click.echo(f"  API key       unchanged (lambdalite api-key --stack {stack})")
     url = info.get("Endpoint") or info.get("FunctionUrl")
     if url:
-        click.echo(f"try: curl --data-binary @cat.jpg -H 'Content-Type: image/jpeg' {url}")
+        click.echo(f"try: curl --data-binary @cat.jpg -H 'Content-Type: image/jpeg'{header} {url}")
     else:
         click.echo("  (the stack reports no endpoint URL)")
+
+
+@click.command("api-key")
+@click.option("--stack", required=True, help="The stack deploy created (with --auth api-key).")
+@_aws_options
+def api_key(stack: str, region: str | None, profile: str | None, endpoint_url: str | None) -> None:
+    """Print the API key of a stack deployed with --auth api-key (its value only, for scripts).
+
+    curl -H "x-api-key: $(lambdalite api-key --stack cats)" ...
+    """
+    from lambdalite.errors import DeployError
+    from lambdalite.toolkit.deploy.apply import Aws
+
+    aws = Aws.connect(region=region, endpoint_url=endpoint_url, profile=profile)
+    key = aws.api_key(_stack_name(stack))
+    if key is None:
+        raise DeployError(f"stack {stack} has no API key: it was not deployed with --auth api-key")
+    click.echo(key)
 
 
 @click.command()

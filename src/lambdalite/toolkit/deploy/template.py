@@ -22,6 +22,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lambdalite.errors import DeployError, UsageError
+from lambdalite.toolkit.access import (
+    AUTHS,
+    DEFAULT_AUTH,
+    DEFAULT_QUOTA,
+    DEFAULT_THROTTLE,
+    PUBLIC_WITH_API_KEY,
+    Auth,
+    Quota,
+    Throttle,
+)
 from lambdalite.toolkit.deploy.package import HANDLER
 
 __all__ = [
@@ -96,17 +106,30 @@ LOG_RETENTION_DAYS = (
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """What a user tunes about the deployed function; validated against Lambda's quotas."""
+    """What a user tunes about the deployed function; validated against Lambda's quotas.
+
+    Who may call it (`auth`, `toolkit/access.py`): `api` defaults to a REST API for api-key (API
+    keys and usage plans are REST API features) and an HTTP API otherwise; a Function URL
+    defaults to AWS_IAM unless auth is none; api-key gets the default quota unless given one.
+    """
 
     memory: int = 2048
     timeout: int = 30
     ephemeral_storage: int = 512
-    api: ApiKind = "http"
+    api: ApiKind | None = None
     function_url: bool = False
-    url_auth: Literal["NONE", "AWS_IAM"] = "NONE"
+    url_auth: Literal["NONE", "AWS_IAM"] | None = None
     log_retention: int = 14
+    auth: Auth = DEFAULT_AUTH
+    throttle: Throttle = DEFAULT_THROTTLE
+    quota: Quota | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: tuple[str, ...] = ()
+    reserved_concurrency: int | None = None
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        _resolve_access(self)
         if not 128 <= self.memory <= 10240:
             raise UsageError(f"memory must be 128 to 10240 MB, not {self.memory}")
         if not 1 <= self.timeout <= 900:
@@ -121,23 +144,149 @@ class Settings:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["throttle"] = self.throttle.spec()
+        out["quota"] = self.quota.spec() if self.quota else None
+        out["jwt_audience"] = list(self.jwt_audience)
+        out["cors_origins"] = list(self.cors_origins)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("throttle"), str):
+            values["throttle"] = Throttle.parse(values["throttle"])
+        if isinstance(values.get("quota"), str):
+            values["quota"] = Quota.parse(values["quota"])
+        for name in ("jwt_audience", "cors_origins"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
 
     def notes(self) -> list[str]:
         """Warnings about settings that work but probably surprise."""
         out = []
-        gateway = {"http": 30, "rest": 29}.get(self.api)
+        api = self.api or "http"
+        gateway = {"http": 30, "rest": 29}.get(api)
         if gateway is not None and self.timeout > gateway:
             out.append(
-                f"the {self.api.upper()} API stops waiting after {gateway} s, before the function's {self.timeout} s "
+                f"the {api.upper()} API stops waiting after {gateway} s, before the function's {self.timeout} s "
                 f"timeout{'; the Function URL waits the full time' if self.function_url else ' (add --function-url)'}"
             )
         return out
+
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+# What a browser page may send across origins: the key, a token, SigV4's headers.
+CORS_HEADERS = ("content-type", "x-api-key", "authorization", "x-amz-date", "x-amz-security-token")
+CORS_MAX_AGE = 600
+
+
+def _resolve_access(s: Settings) -> None:
+    """Fill the defaults that depend on `auth` and refuse combinations AWS has no meaning for."""
+    if s.auth not in AUTHS:
+        raise UsageError(f"auth must be one of {', '.join(AUTHS)}, not {s.auth!r}")
+    api = s.api or ("rest" if s.auth == "api-key" else "http")
+    object.__setattr__(s, "api", api)
+    if s.auth == "api-key" and api != "rest":
+        raise UsageError(
+            "--auth api-key needs a REST API (API keys and usage plans are REST API features): "
+            "use --api rest, or --auth iam, jwt or none with an HTTP API"
+        )
+    if s.auth == "jwt" and api != "http":
+        raise UsageError(
+            "--auth jwt is an HTTP API JWT authorizer: use --api http (lambdalite sets up no REST API authorizer)"
+        )
+    if s.auth == "jwt":
+        if not s.jwt_issuer or not s.jwt_issuer.startswith("https://"):
+            raise UsageError(
+                "--auth jwt needs --jwt-issuer https://... (the token issuer, whose JWKS API Gateway reads)"
+            )
+        if not s.jwt_audience:
+            raise UsageError("--auth jwt needs --jwt-audience (one or more; a token's aud or client_id must match one)")
+    elif s.jwt_issuer or s.jwt_audience:
+        raise UsageError("--jwt-issuer and --jwt-audience go with --auth jwt")
+    object.__setattr__(s, "url_auth", s.url_auth or ("NONE" if s.auth == "none" else "AWS_IAM"))
+    if s.url_auth not in ("NONE", "AWS_IAM"):
+        raise UsageError(f"url auth must be NONE or AWS_IAM, not {s.url_auth!r}")
+    if s.auth == "api-key":
+        object.__setattr__(s, "quota", s.quota or DEFAULT_QUOTA)
+    elif s.quota is not None:
+        raise UsageError("--quota is an API key's usage plan: use it with --auth api-key")
+    if s.reserved_concurrency is not None and s.reserved_concurrency < 1:
+        raise UsageError(f"reserved concurrency must be 1 or more, not {s.reserved_concurrency}")
+    for origin in s.cors_origins:
+        if origin != "*" and not _ORIGIN.match(origin):
+            raise UsageError(f"--cors-origin takes * or an origin like https://example.com (no path), not {origin!r}")
+    if api == "rest" and s.cors_origins:
+        # A REST API's Lambda proxy answers carry only the function's headers: the function would
+        # have to add Access-Control-Allow-Origin itself, which it does not.
+        raise UsageError(
+            "--cors-origin needs an HTTP API or a Function URL (API Gateway adds the CORS headers there); "
+            "with a REST API (--auth api-key) serve the page from the API itself, which needs no CORS"
+        )
+
+
+def _throttle(settings: Settings) -> dict[str, Any]:
+    return {"ThrottlingBurstLimit": settings.throttle.burst, "ThrottlingRateLimit": settings.throttle.rate}
+
+
+def _http_api(settings: Settings) -> dict[str, Any]:
+    """The HTTP API: stage throttling on every route, the authorizer, CORS."""
+    props: dict[str, Any] = {"DefaultRouteSettings": _throttle(settings)}
+    if settings.auth == "iam":
+        props["Auth"] = {"EnableIamAuthorizer": True, "DefaultAuthorizer": "AWS_IAM"}
+    elif settings.auth == "jwt":
+        props["Auth"] = {
+            "Authorizers": {
+                "Jwt": {
+                    "IdentitySource": "$request.header.Authorization",
+                    "JwtConfiguration": {"issuer": settings.jwt_issuer, "audience": list(settings.jwt_audience)},
+                }
+            },
+            "DefaultAuthorizer": "Jwt",
+        }
+    if settings.cors_origins:
+        props["CorsConfiguration"] = {
+            "AllowOrigins": list(settings.cors_origins),
+            "AllowMethods": ["GET", "POST", "OPTIONS"],
+            "AllowHeaders": list(CORS_HEADERS),
+            "MaxAge": CORS_MAX_AGE,
+        }
+    return props
+
+
+def _rest_api(settings: Settings) -> dict[str, Any]:
+    """The REST API's auth (key + usage plan, or IAM) and stage throttling on every method."""
+    props: dict[str, Any] = {"MethodSettings": [{"ResourcePath": "/*", "HttpMethod": "*", **_throttle(settings)}]}
+    if settings.auth == "api-key":
+        assert settings.quota is not None
+        props["Auth"] = {
+            "ApiKeyRequired": True,
+            "AddApiKeyRequiredToCorsPreflight": False,
+            "UsagePlan": {
+                "CreateUsagePlan": "PER_API",
+                "Description": "lambdalite: the API key's throttle and quota",
+                "Throttle": {"RateLimit": settings.throttle.rate, "BurstLimit": settings.throttle.burst},
+                "Quota": {"Limit": settings.quota.limit, "Period": settings.quota.period},
+            },
+        }
+    elif settings.auth == "iam":
+        props["Auth"] = {"DefaultAuthorizer": "AWS_IAM", "AddDefaultAuthorizerToCorsPreflight": False}
+    return props
+
+
+def _function_url(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {"AuthType": settings.url_auth}
+    if settings.cors_origins:
+        config["Cors"] = {
+            "AllowOrigins": list(settings.cors_origins),
+            "AllowMethods": ["GET", "POST"],
+            "AllowHeaders": list(CORS_HEADERS),
+            "MaxAge": CORS_MAX_AGE,
+        }
+    return config
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +371,9 @@ def sam_template(
     if layer is not None:
         props["Layers"] = [{"Ref": "DependenciesLayer"}]
     if spec.settings.function_url:
-        props["FunctionUrlConfig"] = {"AuthType": spec.settings.url_auth}
+        props["FunctionUrlConfig"] = _function_url(spec.settings)
+    if spec.settings.reserved_concurrency is not None:
+        props["ReservedConcurrentExecutions"] = spec.settings.reserved_concurrency
     events = _events(spec)
     if events:
         props["Events"] = events
@@ -253,7 +404,7 @@ def sam_template(
             },
         }
     if spec.settings.api == "http":
-        resources["HttpApi"] = {"Type": "AWS::Serverless::HttpApi", "Properties": {}}
+        resources["HttpApi"] = {"Type": "AWS::Serverless::HttpApi", "Properties": _http_api(spec.settings)}
     elif spec.settings.api == "rest":
         resources["RestApi"] = {
             "Type": "AWS::Serverless::Api",
@@ -261,6 +412,7 @@ def sam_template(
                 "Name": {"Ref": "AWS::StackName"},
                 "StageName": REST_STAGE,
                 "BinaryMediaTypes": list(BINARY_MEDIA_TYPES),
+                **_rest_api(spec.settings),
             },
         }
 
@@ -299,10 +451,23 @@ def _events(spec: FunctionSpec) -> dict[str, Any]:
         return {"Http": {"Type": "HttpApi", "Properties": {"ApiId": {"Ref": "HttpApi"}}}}
     if spec.settings.api == "rest":
         api = {"Ref": "RestApi"}
-        return {
+        events: dict[str, Any] = {
             "Root": {"Type": "Api", "Properties": {"RestApiId": api, "Path": "/", "Method": "ANY"}},
             "Proxy": {"Type": "Api", "Properties": {"RestApiId": api, "Path": "/{proxy+}", "Method": "ANY"}},
         }
+        if spec.settings.auth == "api-key":
+            # The page opens without a key (a browser cannot send one with a URL), then asks for it.
+            for n, (method, path) in enumerate(PUBLIC_WITH_API_KEY):
+                events[f"Public{n}"] = {
+                    "Type": "Api",
+                    "Properties": {
+                        "RestApiId": api,
+                        "Path": path,
+                        "Method": method,
+                        "Auth": {"ApiKeyRequired": False},
+                    },
+                }
+        return events
     return {}
 
 

@@ -79,9 +79,9 @@ _STATUS_EVERY_S = 10.0  # without a terminal, one summary line at most this ofte
 @click.option(
     "--api",
     type=click.Choice(["http", "rest"]),
-    default="http",
-    show_default=True,
-    help="The API Gateway in front: an HTTP API (payload 2.0) or a REST API (payload 1.0).",
+    default=None,
+    help="The API Gateway in front: an HTTP API (payload 2.0) or a REST API (payload 1.0). "
+    "[rest with --auth api-key, else http]",
 )
 @click.option(
     "--binary-media-types",
@@ -107,6 +107,26 @@ _STATUS_EVERY_S = 10.0  # without a terminal, one summary line at most this ofte
 @click.option(
     "--max-connections", default=512, show_default=True, type=click.IntRange(min=1), help="Open connections at most."
 )
+@click.option(
+    "--auth",
+    type=click.Choice(["none", "api-key", "iam", "jwt"]),
+    default="none",
+    show_default=True,
+    help="Who may call the API, enforced as API Gateway does (see `lambdalite build --auth`).",
+)
+@click.option("--api-key", "api_key", metavar="VALUE", help="api-key: the key (default: a new one, printed).")
+@click.option("--throttle", metavar="RATE,BURST", help="Requests/s and burst before 429. [api-key: 10,20; else off]")
+@click.option("--quota", metavar="N/PERIOD", help="api-key: requests per day, week or month. [10000/day]")
+@click.option("--jwt-issuer", metavar="URL", help="jwt: the issuer tokens must name (iss).")
+@click.option("--jwt-audience", multiple=True, metavar="AUD", help="jwt: an accepted audience (repeatable).")
+@click.option("--jwks", metavar="FILE|URL", help="jwt: the issuer's public keys (a JWKS file or URL).")
+@click.option(
+    "--invoke-auth",
+    type=click.Choice(["none", "iam"]),
+    default="none",
+    show_default=True,
+    help="iam: the Invoke API requires SigV4 with your AWS credentials, as Lambda does.",
+)
 @click.option("--init-budget", default=10.0, hidden=True, type=click.FloatRange(min=0.1))
 def serve(
     model: str | None,
@@ -125,11 +145,19 @@ def serve(
     env_vars_section: str | None,
     layers: tuple[Path, ...],
     queue: bool,
-    api: str,
+    api: str | None,
     binary_media_types: str,
     header_timeout: float,
     idle_connection_timeout: float,
     max_connections: int,
+    auth: str,
+    api_key: str | None,
+    throttle: str | None,
+    quota: str | None,
+    jwt_issuer: str | None,
+    jwt_audience: tuple[str, ...],
+    jwks: str | None,
+    invoke_auth: str,
     init_budget: float,
 ) -> None:
     """Run MODEL as a local Lambda function: the Invoke API on --port, instances on demand.
@@ -171,6 +199,8 @@ def serve(
     elif env_vars_section is not None:
         raise UsageError("--env-vars-section picks a section of an --env-vars file: give --env-vars too")
     check_user_environment(user_env)
+    rules, region = _rules(auth, api, api_key, throttle, quota, jwt_issuer, jwt_audience, jwks, invoke_auth)
+    api = rules.api
     config = FunctionConfig(
         name=name,
         handler=handler,
@@ -186,17 +216,76 @@ def serve(
         queue=queue,
         init_budget_s=init_budget,
     )
+    if region:  # the region SigV4 scopes are checked against: ARNs name it too
+        config.region = region
     if binary_media_types and api != "rest":
         raise UsageError("--binary-media-types applies to --api rest (HTTP APIs base64 every binary body)")
     from lambdalite.toolkit.local.gateway import GatewayConfig
 
+    if api == "rest" and not binary_media_types and auth == "api-key":
+        # A REST API that `lambdalite build` writes: the same binary media types as deployed.
+        from lambdalite.toolkit.deploy.template import BINARY_MEDIA_TYPES
+
+        binary_media_types = ",".join(t.replace("~1", "/") for t in BINARY_MEDIA_TYPES)
     gateway = GatewayConfig(api, binary_media_types.split(","))  # type: ignore[arg-type]
+    show_key = auth == "api-key" and api_key is None  # a key made here is printed once; a given one never
     from lambdalite.toolkit.local.http import PUBLIC_LIMITS
 
     limits = PUBLIC_LIMITS._replace(
         header_timeout_s=header_timeout, idle_timeout_s=idle_connection_timeout, max_connections=max_connections
     )
-    asyncio.run(_serve(config, host, port, gateway, limits))
+    asyncio.run(_serve(config, host, port, gateway, limits, rules, invoke_auth, show_key))
+
+
+def _rules(
+    auth: str,
+    api: str | None,
+    api_key: str | None,
+    throttle: str | None,
+    quota: str | None,
+    jwt_issuer: str | None,
+    jwt_audience: tuple[str, ...],
+    jwks: str | None,
+    invoke_auth: str,
+) -> tuple[Any, str | None]:
+    """The front door's rules from serve's flags, checked as `lambdalite build` checks them."""
+    import secrets
+
+    from lambdalite.toolkit.access import DEFAULT_QUOTA, DEFAULT_THROTTLE, Quota, Throttle
+    from lambdalite.toolkit.local.guard import Rules, load_credentials
+
+    api = api or ("rest" if auth == "api-key" else "http")
+    if auth == "api-key" and api != "rest":
+        raise UsageError("--auth api-key is a REST API feature (API keys, usage plans): drop --api http")
+    if auth == "jwt" and api != "http":
+        raise UsageError("--auth jwt is an HTTP API JWT authorizer: use --api http")
+    if auth != "api-key" and (api_key or quota):
+        raise UsageError("--api-key and --quota go with --auth api-key")
+    if auth != "jwt" and (jwt_issuer or jwt_audience or jwks):
+        raise UsageError("--jwt-issuer, --jwt-audience and --jwks go with --auth jwt")
+    credentials: dict[str, Any] = {}
+    region = None
+    if auth == "iam" or invoke_auth == "iam":
+        credentials, region = load_credentials()
+    authorizer = None
+    if auth == "jwt":
+        if not (jwt_issuer and jwt_audience and jwks):
+            raise UsageError("--auth jwt needs --jwt-issuer, --jwt-audience and --jwks (a JWKS file or URL)")
+        from lambdalite.toolkit.local.tokens import JwksSource, JwtAuthorizer
+
+        authorizer = JwtAuthorizer(jwt_issuer, jwt_audience, JwksSource(jwks))
+    limit = Throttle.parse(throttle) if throttle else (DEFAULT_THROTTLE if auth == "api-key" else None)
+    rules = Rules(
+        auth=auth,  # type: ignore[arg-type]
+        api=api,  # type: ignore[arg-type]
+        api_key=(api_key or secrets.token_urlsafe(30)) if auth == "api-key" else None,
+        throttle=limit,
+        quota=(Quota.parse(quota) if quota else DEFAULT_QUOTA) if auth == "api-key" else None,
+        credentials=credentials,
+        region=region or "us-east-1",
+        jwt=authorizer,
+    )
+    return rules, region
 
 
 def _gateway_refusal(exc: BaseException) -> tuple[int, list[tuple[str, str]], bytes] | None:
@@ -214,13 +303,27 @@ def _function_name(bundle_name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]+", "-", bundle_name).strip("-")[:64] or "function"
 
 
-async def _serve(config: Any, host: str, port: int, gateway: Any, limits: Any) -> None:
+async def _serve(
+    config: Any,
+    host: str,
+    port: int,
+    gateway: Any,
+    limits: Any,
+    rules: Any,
+    invoke_auth: str,
+    show_key: bool = False,
+) -> None:
     from lambdalite.toolkit.local.gateway import FrontDoor
+    from lambdalite.toolkit.local.guard import Guard, InvokeAuth
     from lambdalite.toolkit.local.server import LambdaServer
 
     console = _Console(sys.stdout, sys.stderr)
     server = LambdaServer(config, log=console.line, http_limits=limits)
     server.fallback = FrontDoor(gateway, server.invoke, refused=_gateway_refusal)
+    if rules.auth != "none" or rules.throttle is not None:
+        server.fallback = Guard(rules, server.fallback)
+    if invoke_auth == "iam":
+        server.invoke_auth = InvokeAuth(rules.credentials, rules.region)
     try:
         bound = await server.start(host, port)
     except OSError as exc:
@@ -228,6 +331,7 @@ async def _serve(config: Any, host: str, port: int, gateway: Any, limits: Any) -
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise EmulatorError(f"cannot listen on {host}:{port}: {reason}") from exc
     console.banner(server, host, bound, gateway)
+    console.front_door(rules, invoke_auth, show_key)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -327,6 +431,24 @@ class _Console:
             )
         else:
             lines.append("  sandbox     warning: neither mount namespaces nor Landlock: the code directory is writable")
+        self.err.write("\n".join(lines) + "\n")
+        self.err.flush()
+
+    def front_door(self, rules: Any, invoke_auth: str, show_key: bool) -> None:
+        parts = [f"auth {rules.auth}"]
+        if rules.auth == "api-key":
+            parts.append(f"x-api-key: {rules.api_key if show_key else '(the --api-key given)'}")
+        elif rules.auth == "iam":
+            parts.append(f"SigV4 for execute-api in {rules.region}, with your AWS credentials")
+        elif rules.auth == "jwt":
+            parts.append(f"Bearer tokens from {rules.jwt.issuer} for {', '.join(rules.jwt.audiences)}")
+        if rules.throttle is not None:
+            parts.append(f"throttle {rules.throttle}")
+        if rules.quota is not None:
+            parts.append(f"quota {rules.quota}")
+        lines = [f"  front door  {'; '.join(parts)}"]
+        if invoke_auth == "iam":
+            lines.append(f"  Invoke API  requires SigV4 for lambda in {rules.region} (your AWS credentials)")
         self.err.write("\n".join(lines) + "\n")
         self.err.flush()
 

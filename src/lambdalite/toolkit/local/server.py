@@ -168,6 +168,8 @@ class LambdaServer:
         self.config = config
         self.log: LogSink = log or (lambda line: print(line, flush=True))
         self.fallback = fallback
+        # Checks an Invoke API request before anything else (e.g. `guard.InvokeAuth`, SigV4): None lets it in.
+        self.invoke_auth: Callable[[Request], Reply | None] | None = None
         self.caps = caps
         self.http = HttpServer(self.handle, max_body=_FRONT_DOOR_BODY_LIMIT, limits=http_limits)
         self.instances: list[Instance] = []
@@ -566,6 +568,8 @@ class LambdaServer:
                 request.method, request.path, request.query, request.headers, request.body
             )
             return Reply(status, list(headers), body)
+        if self.invoke_auth is not None and (refused := self.invoke_auth(request)) is not None:
+            return refused
         request_id = str(uuid.uuid4())
         try:
             self._check_function(protocol.parse_function_name(raw_name, request.query))
