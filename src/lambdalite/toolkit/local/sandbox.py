@@ -29,7 +29,9 @@ from typing import Any
 
 __all__ = [
     "CONFIG_ENV",
+    "bind_back",
     "enter",
+    "hold_under_tmp",
     "landlock_abi",
     "main",
     "private_tmp",
@@ -105,11 +107,25 @@ def private_tmp(size_mb: int, expose: list[str]) -> None:
     """A new mount namespace: tmpfs over /tmp, read-only root, `expose` paths bound back read-only."""
     _check(_c().unshare(_CLONE_NEWNS), "unshare")
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing we mount leaks to the host
-    keep = []  # opened inside the new namespace, before /tmp is covered
+    keep = hold_under_tmp(expose)  # opened inside the new namespace, before /tmp is covered
+    _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size_mb}m,mode=1777")
+    bind_back(keep)
+    if os.path.isdir("/dev/shm"):
+        _mount("tmpfs", "/dev/shm", "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k")  # Lambda has none
+    _mount(None, "/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)  # only this namespace's view of /
+
+
+def hold_under_tmp(expose: list[str]) -> list[tuple[str, int]]:
+    """`O_PATH` descriptors of the `expose` paths under /tmp, taken before /tmp is covered."""
+    keep = []
     for path in dict.fromkeys(os.path.realpath(p) for p in expose):
         if _under(path, "/tmp") and os.path.exists(path):
             keep.append((path, os.open(path, os.O_PATH | os.O_CLOEXEC)))
-    _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size_mb}m,mode=1777")
+    return keep
+
+
+def bind_back(keep: list[tuple[str, int]]) -> None:
+    """Bind the held paths back, read-only, at the same places under the new /tmp."""
     for path, fd in keep:
         if os.path.isdir(f"/proc/self/fd/{fd}"):
             os.makedirs(path, exist_ok=True)
@@ -119,9 +135,6 @@ def private_tmp(size_mb: int, expose: list[str]) -> None:
         _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
         _mount(None, path, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)
         os.close(fd)
-    if os.path.isdir("/dev/shm"):
-        _mount("tmpfs", "/dev/shm", "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k")  # Lambda has none
-    _mount(None, "/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)  # only this namespace's view of /
 
 
 class _RulesetAttr(ctypes.Structure):
@@ -218,11 +231,17 @@ def main() -> None:
         print(json.dumps(probe()))
         return
     config = json.loads(os.environ.pop(CONFIG_ENV, "{}"))
+    snapshot = config.get("snapshot")
     try:
-        enter(config)
+        # A SnapStart template: each restored instance gets its own /tmp, and Landlock after it.
+        enter(dict(config, landlock=0) if snapshot and config.get("mount") else config)
     except OSError as exc:
         print(f"lambdalite sandbox: {exc}", file=sys.stderr, flush=True)
         os._exit(70)
+    if snapshot:
+        from lambdalite.toolkit.local import forkserver
+
+        forkserver.install(int(snapshot["control_fd"]), config)
     import runpy
 
     sys.argv = ["awslambdaric", *sys.argv[1:]]
