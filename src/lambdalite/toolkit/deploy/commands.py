@@ -78,6 +78,12 @@ def _settings_options(defaults: bool) -> Callable[[F], F]:
                 help="Function URL auth: public (NONE) or SigV4 (AWS_IAM). [NONE]",
             ),
             click.option("--log-retention", type=int, default=default(14), help="Days to keep logs. [14]"),
+            click.option(
+                "--snapstart/--no-snapstart",
+                default=default(False),
+                help="SnapStart: publish a version (alias live) that Lambda snapshots after its init; "
+                "zip, python3.12+, /tmp up to 512 MB. [off]",
+            ),
         ]
         for option in reversed(options):
             func = option(func)
@@ -104,7 +110,7 @@ def _aws_options(func: F) -> F:
 def _settings(values: dict[str, Any], base: Any = None) -> Any:
     from lambdalite.toolkit.deploy.template import Settings
 
-    names = ("memory", "timeout", "ephemeral_storage", "api", "function_url", "url_auth", "log_retention")
+    names = ("memory", "timeout", "ephemeral_storage", "api", "function_url", "url_auth", "log_retention", "snapstart")
     merged = base.to_dict() if base is not None else {}
     merged.update({name: values[name] for name in names if values.get(name) is not None})
     return Settings.from_dict(merged)
@@ -147,6 +153,10 @@ def build(
     )
     if layer and format_ == "image":
         raise UsageError("--layer is for zip builds; an image carries its dependencies inside")
+    if options.settings.snapstart:
+        from lambdalite.toolkit.deploy.template import check_snapstart
+
+        check_snapstart(image=format_ == "image", runtime=options.target.runtime)
     result = build_artifact(model, output, options, Stderr())
     click.echo("\n".join(size_report(result)))
     _echo_notes(options.settings.notes())

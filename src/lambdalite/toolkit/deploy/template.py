@@ -7,6 +7,10 @@ lives in S3, read that one object; an explicit log group with a retention; outpu
 endpoint and the function. The function is named after the stack, so `sam deploy --stack-name X`
 and `lambdalite deploy --stack X` make the function `X` and its log group `/aws/lambda/X`.
 
+With SnapStart (`Settings(snapstart=True)`) every deploy publishes a version
+(`AutoPublishAlias: live`), Lambda snapshots it, and the API and the Function URL call the alias:
+SnapStart applies to published versions only, never to $LATEST.
+
     spec = FunctionSpec("my model", "python3.12", "x86_64", "/var/task/model", Settings(memory=2048))
     template = sam_template(spec, code="function.zip")
     write_yaml(template, out / "template.yaml")
@@ -29,7 +33,9 @@ __all__ = [
     "LOG_RETENTION_DAYS",
     "FunctionSpec",
     "ModelLocation",
+    "SNAPSTART_ALIAS",
     "Settings",
+    "check_snapstart",
     "expand",
     "sam_template",
     "to_yaml",
@@ -40,6 +46,7 @@ ApiKind = Literal["http", "rest", "none"]
 # REST APIs pass a body as bytes only when its Content-Type is listed here ("~1" is "/").
 BINARY_MEDIA_TYPES = ("image~1*", "multipart~1form-data", "application~1octet-stream")
 REST_STAGE = "prod"
+SNAPSTART_ALIAS = "live"  # the alias SAM publishes each version under (AutoPublishAlias)
 _POLICY_VERSION = "2012-10-17"
 
 
@@ -105,6 +112,7 @@ class Settings:
     function_url: bool = False
     url_auth: Literal["NONE", "AWS_IAM"] = "NONE"
     log_retention: int = 14
+    snapstart: bool = False
 
     def __post_init__(self) -> None:
         if not 128 <= self.memory <= 10240:
@@ -119,6 +127,8 @@ class Settings:
             raise UsageError(
                 f"log retention must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} days, not {self.log_retention}"
             )
+        if self.snapstart:
+            check_snapstart(ephemeral_storage=self.ephemeral_storage)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -151,6 +161,22 @@ class FunctionSpec:
     settings: Settings = Settings()
     image: bool = False
     model_s3: ModelLocation | None = None
+
+
+def check_snapstart(*, ephemeral_storage: int = 512, image: bool = False, runtime: str | None = None) -> None:
+    """Refuse what Lambda refuses to combine with SnapStart (`build`, `deploy` and `serve` ask)."""
+    if image:
+        raise UsageError(
+            "SnapStart does not support container images: build a zip (--format zip) to use --snapstart, "
+            "or drop --snapstart"
+        )
+    if ephemeral_storage > 512:
+        raise UsageError(
+            f"SnapStart does not support ephemeral storage over 512 MB (--ephemeral-storage {ephemeral_storage}): "
+            "use --ephemeral-storage 512, or drop --snapstart"
+        )
+    if runtime is not None and runtime in ("python3.9", "python3.10", "python3.11"):
+        raise UsageError(f"SnapStart needs python3.12 or later, not {runtime}: use --python 3.12, or drop --snapstart")
 
 
 def _sub(text: str) -> dict[str, str]:
@@ -209,6 +235,13 @@ def sam_template(
         "Environment": {"Variables": environment},
     }
     function: dict[str, Any] = {"Type": "AWS::Serverless::Function", "DependsOn": "LogGroup"}
+    if spec.settings.snapstart:
+        check_snapstart(ephemeral_storage=spec.settings.ephemeral_storage, image=spec.image, runtime=spec.runtime)
+        props["SnapStart"] = {"ApplyOn": "PublishedVersions"}
+        props["AutoPublishAlias"] = SNAPSTART_ALIAS  # events and the Function URL call the alias
+        # Each cached snapshot is billed while its version exists: a deploy's new version replaces
+        # the old one, and `destroy` leaves none behind (SAM's default would retain them all).
+        props["VersionDeletionPolicy"] = "Delete"
     if spec.image:
         props["PackageType"] = "Image"
         if isinstance(code, str) and not code.startswith(("/", ".")) and ".dkr.ecr." in code:
@@ -269,6 +302,11 @@ def sam_template(
         "FunctionArn": {"Description": "The Lambda function's ARN", "Value": {"Fn::GetAtt": ["Function", "Arn"]}},
         "LogGroupName": {"Description": "Where the function logs", "Value": {"Ref": "LogGroup"}},
     }
+    if spec.settings.snapstart:
+        outputs["FunctionAlias"] = {
+            "Description": f"The alias ({SNAPSTART_ALIAS}) of the version Lambda snapshotted: invoke this ARN",
+            "Value": {"Ref": "Function.Alias"},
+        }
     if spec.settings.api == "http":
         outputs["Endpoint"] = {
             "Description": "HTTP API endpoint (POST an image, or GET ?url=)",

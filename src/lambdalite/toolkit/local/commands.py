@@ -78,7 +78,14 @@ _STATUS_EVERY_S = 10.0  # without a terminal, one summary line at most this ofte
     help="REST API only: comma-separated binary media types, e.g. 'image/*,multipart/form-data' "
     "(without them binary uploads arrive as mangled text, as on AWS).",
 )
+@click.option(
+    "--snapstart",
+    is_flag=True,
+    help="SnapStart: run the init once into a snapshot (version 1, alias live); every instance is restored "
+    "from it (a fork here) and runs the after-restore hooks before its first request.",
+)
 @click.option("--init-budget", default=10.0, hidden=True, type=click.FloatRange(min=0.1))
+@click.option("--restore-budget", default=10.0, hidden=True, type=click.FloatRange(min=0.1))
 def serve(
     model: str | None,
     host: str,
@@ -96,7 +103,9 @@ def serve(
     queue: bool,
     api: str,
     binary_media_types: str,
+    snapstart: bool,
     init_budget: float,
+    restore_budget: float,
 ) -> None:
     """Run MODEL as a local Lambda function: the Invoke API on --port, instances on demand.
 
@@ -117,6 +126,10 @@ def serve(
     if model is None and handler is None:
         raise UsageError("give a MODEL to serve, or --handler module.function (with --code-dir) for your own code")
     handler = handler or DEFAULT_HANDLER
+    if snapstart:
+        from lambdalite.toolkit.deploy.template import check_snapstart
+
+        check_snapstart(ephemeral_storage=ephemeral_storage)
     if "." not in handler.strip("."):
         raise UsageError(f"--handler expects module.function, got {handler!r}")
     model_dir: Path | None = None
@@ -148,6 +161,10 @@ def serve(
         idle_timeout_s=idle_timeout,
         queue=queue,
         init_budget_s=init_budget,
+        snapstart=snapstart,
+        restore_budget_s=restore_budget,
+        version="1" if snapstart else "$LATEST",  # SnapStart applies to published versions only
+        alias="live" if snapstart else None,
     )
     if binary_media_types and api != "rest":
         raise UsageError("--binary-media-types applies to --api rest (HTTP APIs base64 every binary body)")
@@ -178,6 +195,9 @@ async def _serve(config: Any, host: str, port: int, gateway: Any) -> None:
 
     console = _Console(sys.stdout, sys.stderr)
     server = LambdaServer(config, log=console.line)
+    if config.snapstart:
+        console.err.write("lambdalite serve: SnapStart: running the init once, into the snapshot...\n")
+        console.err.flush()
     server.fallback = FrontDoor(gateway, server.invoke, refused=_gateway_refusal)
     try:
         bound = await server.start(host, port)
@@ -185,6 +205,9 @@ async def _serve(config: Any, host: str, port: int, gateway: Any) -> None:
         await server.close()
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise EmulatorError(f"cannot listen on {host}:{port}: {reason}") from exc
+    except EmulatorError:
+        await server.close()
+        raise
     console.banner(server, host, bound, gateway)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -274,6 +297,11 @@ class _Console:
             else ("REST API, payload 1.0, binary media types: " + (", ".join(gateway.binary_media_types) or "none"))
         )
         lines.append(f"  API Gateway http://{host}:{port}/  ({kind}; the page at /, POST /predict)")
+        if c.snapstart and server.snapshot is not None:
+            lines.append(
+                f"  snapstart   init ran once ({server.snapshot.init_ms:.0f} ms) into the snapshot of version "
+                f"{c.version} (alias {c.alias}); every instance is restored from it"
+            )
         if caps.mount:
             lines.append(
                 f"  sandbox     private tmpfs /tmp, read-only filesystem, Landlock ABI {caps.landlock or 'missing'}"
@@ -299,13 +327,33 @@ class _Console:
                 f"${cost.compute_usd:.2f} compute; x86_64, us-east-1, before the free tier)"
             )
             cold = server.cold_start_cost()
-            if cold is not None:
+            if server.config.snapstart:
+                lines.extend(_snapstart_cost_lines(server))
+            elif cold is not None:
                 lines.append(
                     f"  each cold start adds {cold[0]:.0f} ms of billed init "
                     f"(${cold[1] * 1e6:.2f} per million cold starts)"
                 )
         self.err.write("\n".join(lines) + "\n")
         self.err.flush()
+
+
+def _snapstart_cost_lines(server: Any) -> list[str]:
+    from lambdalite.toolkit.local.protocol import snapstart_cost
+
+    price = snapstart_cost(server.config.memory_mb)
+    lines = [
+        f"  SnapStart adds ${price.cache_usd_per_hour:.4f} per hour to keep the snapshot cached (each published "
+        f"version; at least 3 hours: ${price.minimum_cache_usd:.4f}) and ${price.restore_usd * 1e6:.2f} per million "
+        f"restores at {server.config.memory_mb} MB"
+    ]
+    if server.restores:
+        mean = sum(server.restores) / len(server.restores)
+        lines.append(
+            f"  {len(server.restores)} restore(s) here, {mean:.0f} ms billed on average "
+            "(Billed Restore Duration, part of Billed Duration); no init is billed per instance"
+        )
+    return lines
 
 
 def _status_text(s: Any) -> str:
