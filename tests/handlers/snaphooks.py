@@ -57,6 +57,7 @@ register_after_restore(after_restore, "hook")
 
 
 def handler(event: Any, context: Any) -> Any:
+    time.sleep(float(event.get("sleep", 0)) if isinstance(event, dict) else 0)  # busy: another instance restores
     with open("/tmp/instance.txt", "a") as f:  # each restored instance has its own /tmp
         f.write(f"{os.getpid()}\n")
     with open("/tmp/instance.txt") as f:

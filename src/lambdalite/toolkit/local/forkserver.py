@@ -1,7 +1,10 @@
 """Inside the snapshot (template) process: take the snapshot, then fork one instance per restore.
 
-`lambdalite serve --snapstart` starts one template process the way it starts an instance
-(`sandbox.py`, then the official `awslambdaric`), with `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`.
+    python -m lambdalite.toolkit.local.forkserver HANDLER   (configured by $_LAMBDALITE_SANDBOX, JSON)
+
+`lambdalite serve --snapstart` starts one template process the way it starts an instance (the
+sandbox of `sandbox.py`, then the official `awslambdaric` in the same process), with
+`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`.
 awslambdaric then runs the function's init, the `before snapshot` hooks, and calls
 `GET /runtime/restore/next`, the point at which Lambda snapshots the microVM. Here that call is
 wrapped (`install`): the template calls the real endpoint once (the emulator logs INIT_REPORT),
@@ -38,7 +41,7 @@ import socket
 import sys
 from typing import Any
 
-__all__ = ["install"]
+__all__ = ["install", "main"]
 
 _PR_SET_PDEATHSIG = 1
 _CLONE_NEWNS = 0x00020000
@@ -46,6 +49,16 @@ _MS_NOSUID = 2
 _MS_NODEV = 4
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
+
+
+def main() -> None:
+    from lambdalite.toolkit.local import sandbox
+
+    config = json.loads(os.environ.pop(sandbox.CONFIG_ENV, "{}"))
+    # With a mount namespace, each restored instance gets its own /tmp, and Landlock after it.
+    sandbox.enter_or_exit(dict(config, landlock=0) if config.get("mount") else config)
+    install(int(config["snapshot"]["control_fd"]), config)
+    sandbox.run_awslambdaric(sys.argv[1:])
 
 
 def install(control_fd: int, config: dict[str, Any]) -> None:
@@ -199,3 +212,7 @@ def _point_runtime_client(client: Any, client_module: Any, api: str) -> None:
 
     runtime_client.initialize_client(client_module._user_agent())
     client_module.runtime_client = runtime_client
+
+
+if __name__ == "__main__":
+    main()

@@ -31,12 +31,14 @@ __all__ = [
     "CONFIG_ENV",
     "bind_back",
     "enter",
+    "enter_or_exit",
     "hold_under_tmp",
     "landlock_abi",
     "main",
     "private_tmp",
     "probe",
     "restrict_writes",
+    "run_awslambdaric",
 ]
 
 CONFIG_ENV = "_LAMBDALITE_SANDBOX"
@@ -231,20 +233,24 @@ def main() -> None:
         print(json.dumps(probe()))
         return
     config = json.loads(os.environ.pop(CONFIG_ENV, "{}"))
-    snapshot = config.get("snapshot")
+    enter_or_exit(config)
+    run_awslambdaric(sys.argv[1:])
+
+
+def enter_or_exit(config: dict[str, Any]) -> None:
+    """`enter`, or exit 70 with one line saying why the sandbox could not be set up."""
     try:
-        # A SnapStart template: each restored instance gets its own /tmp, and Landlock after it.
-        enter(dict(config, landlock=0) if snapshot and config.get("mount") else config)
+        enter(config)
     except OSError as exc:
         print(f"lambdalite sandbox: {exc}", file=sys.stderr, flush=True)
         os._exit(70)
-    if snapshot:
-        from lambdalite.toolkit.local import forkserver
 
-        forkserver.install(int(snapshot["control_fd"]), config)
+
+def run_awslambdaric(args: list[str]) -> None:
+    """`python -m awslambdaric ARGS`, in this process."""
     import runpy
 
-    sys.argv = ["awslambdaric", *sys.argv[1:]]
+    sys.argv = ["awslambdaric", *args]
     runpy.run_module("awslambdaric", run_name="__main__", alter_sys=True)
 
 

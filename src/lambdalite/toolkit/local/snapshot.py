@@ -8,7 +8,7 @@
 On Lambda, publishing a version runs the function's init once (up to 130 s or the function
 timeout, whichever is longer), runs the `before snapshot` hooks, snapshots the microVM and
 restores every new execution environment from that snapshot. Here the template is a process
-started like any instance (`sandbox.py`, then the official awslambdaric, with
+started like any instance (`forkserver.py`: the sandbox, then the official awslambdaric, with
 `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`); when awslambdaric calls `GET /runtime/restore/next`
 on the template's Runtime API, the init and its hooks are done and the snapshot is "taken": the
 template becomes a fork server (`forkserver.py`) and each restore is a `fork()` of it, so a new
@@ -138,7 +138,7 @@ class Snapshot:
         self._emit(f"INIT_START Runtime Version: {runtime_version()}")
         try:
             self.proc = RuntimeProcess(
-                [sys.executable, "-m", "lambdalite.toolkit.local.sandbox", self.config.handler],
+                [sys.executable, "-m", "lambdalite.toolkit.local.forkserver", self.config.handler],
                 cwd=self.config.code_dir,
                 env=env,
                 on_line=self._on_line,
