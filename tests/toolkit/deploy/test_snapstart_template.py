@@ -107,3 +107,23 @@ def test_build_snapstart_writes_the_template(tmp_path, tiny_bundle):
     props = template["Resources"]["Function"]["Properties"]
     assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"} and props["AutoPublishAlias"] == "live"
     assert lint(template, tmp_path / "check.yaml") == []
+
+
+def test_the_build_notes_say_what_snapstart_costs():
+    from lambdalite.toolkit.local.protocol import PRICE_SNAPSTART_CACHE_PER_GB_SECOND, PRICE_SNAPSTART_RESTORE_PER_GB
+
+    [note] = Settings(snapstart=True, memory=4096).notes()
+    month = 4 * 3600 * 24 * 30 * PRICE_SNAPSTART_CACHE_PER_GB_SECOND
+    assert f"${month:.2f} per 30 days" in note
+    assert f"${4 * PRICE_SNAPSTART_RESTORE_PER_GB * 1e6:.2f} per million" in note
+    assert "alias live" in note
+    assert Settings().notes() == []
+
+
+def test_a_new_memory_size_publishes_a_new_version_for_the_alias():
+    def version_ids(memory: int) -> set[str]:
+        resources = expand(sam_template(spec(memory=memory), code=S3), "eu-west-1")["Resources"]
+        return {name for name, r in resources.items() if r["Type"] == "AWS::Lambda::Version"}
+
+    assert version_ids(2048) == version_ids(2048)
+    assert version_ids(2048) != version_ids(3008)  # else the alias would keep the old configuration

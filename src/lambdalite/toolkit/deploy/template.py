@@ -147,6 +147,16 @@ class Settings:
                 f"the {self.api.upper()} API stops waiting after {gateway} s, before the function's {self.timeout} s "
                 f"timeout{'; the Function URL waits the full time' if self.function_url else ' (add --function-url)'}"
             )
+        if self.snapstart:
+            from lambdalite.toolkit.local.protocol import snapstart_cost
+
+            price = snapstart_cost(self.memory)
+            out.append(
+                f"SnapStart at {self.memory} MB: the cached snapshot costs ${price.cache_usd_per_hour * 24 * 30:.2f} "
+                f"per 30 days for each published version (${price.minimum_cache_usd:.4f} at least: 3 hours), and "
+                f"each restore ${price.restore_usd:.6f} (${price.restore_usd * 1e6:.2f} per million) besides its "
+                f"billed restore time; invoke the alias {SNAPSTART_ALIAS} ($LATEST is not snapshotted)"
+            )
         return out
 
 
@@ -239,6 +249,7 @@ def sam_template(
         check_snapstart(ephemeral_storage=spec.settings.ephemeral_storage, image=spec.image, runtime=spec.runtime)
         props["SnapStart"] = {"ApplyOn": "PublishedVersions"}
         props["AutoPublishAlias"] = SNAPSTART_ALIAS  # events and the Function URL call the alias
+        props["AutoPublishAliasAllProperties"] = True  # a new version for any change, not only new code
         # Each cached snapshot is billed while its version exists: a deploy's new version replaces
         # the old one, and `destroy` leaves none behind (SAM's default would retain them all).
         props["VersionDeletionPolicy"] = "Delete"
