@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -58,9 +59,10 @@ register_after_restore(after_restore, "hook")
 
 def handler(event: Any, context: Any) -> Any:
     time.sleep(float(event.get("sleep", 0)) if isinstance(event, dict) else 0)  # busy: another instance restores
-    with open("/tmp/instance.txt", "a") as f:  # each restored instance has its own /tmp
+    tmp = tempfile.gettempdir()  # /tmp with a mount namespace; else the snapshot's private TMPDIR
+    with open(os.path.join(tmp, "instance.txt"), "a") as f:  # each restored instance has its own /tmp
         f.write(f"{os.getpid()}\n")
-    with open("/tmp/instance.txt") as f:
+    with open(os.path.join(tmp, "instance.txt")) as f:
         tmp_lines = f.read().splitlines()
     return {
         "pid": os.getpid(),
@@ -71,11 +73,11 @@ def handler(event: Any, context: Any) -> Any:
         "ran": RAN,
         "threads": threading.active_count(),
         "tmp_lines": len(tmp_lines),
-        "snapshot_file": os.path.exists("/tmp/made-at-init.txt"),
+        "snapshot_file": os.path.exists(os.path.join(tmp, "made-at-init.txt")),
         "env": {k: v for k, v in os.environ.items() if k.startswith(("AWS_LAMBDA_", "AWS_ACCESS"))},
         "python": sys.version_info[:2],
     }
 
 
-with open("/tmp/made-at-init.txt", "w") as f:  # in the snapshot's /tmp: every restore sees it
+with open(os.path.join(tempfile.gettempdir(), "made-at-init.txt"), "w") as f:  # in the snapshot: every restore sees it
     f.write("init\n")

@@ -82,7 +82,9 @@ def test_init_runs_once_then_each_instance_is_restored_and_logged_as_lambda_logs
             assert body["env"]["AWS_LAMBDA_FUNCTION_VERSION"] == "1"
             assert "AWS_LAMBDA_LOG_GROUP_NAME" not in body["env"] and "AWS_LAMBDA_LOG_STREAM_NAME" not in body["env"]
             assert body["snapshot_file"] is True  # the snapshot's /tmp...
-            assert body["tmp_lines"] == 1  # ...and a private copy of it: the other instance's write is not here
+            if caps.mount:  # ...and a private copy of it: the other instance's write is not here
+                assert body["tmp_lines"] == 1
+            # (without a mount namespace every instance shares the snapshot's TMPDIR, as the README says)
 
         log = s.log_text()
         assert "INIT_START" not in log and log.count("RESTORE_START") == 2 and log.count("after restore: hook") == 2
