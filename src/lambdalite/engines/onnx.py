@@ -52,11 +52,18 @@ class OnnxEngine:
 
     def rebuild(self, threads: int) -> None:
         """Make a new session with `threads` intra-op threads and swap it in (a run in flight
-        finishes on the old one). Needs the bytes kept since `lambdalite.engines.keep_models()`."""
+        finishes on the old one). Needs the bytes kept since `lambdalite.engines.keep_models()`.
+
+        The old session is never destroyed: this is for a process whose pool threads are gone (a
+        fork), and destroying a session joins its pool's threads, which here would wait forever
+        (holding the GIL). Its pages are mostly the snapshot's, shared, so keeping it costs little.
+        """
         if self.source is None:
             raise EngineError("this engine did not keep its model: call lambdalite.engines.keep_models() first")
+        old = self.session
         self.session = _session(self.source, threads)
         self.threads = threads
+        _never_destroy(old)
 
     def run(self, feeds: Mapping[str, npt.NDArray[np.generic]]) -> list[npt.NDArray[np.generic]]:
         try:
@@ -92,3 +99,10 @@ def _session(model: bytes, threads: int) -> ort.InferenceSession:
         return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise EngineError(f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}") from exc
+
+
+def _never_destroy(obj: object) -> None:
+    """One reference more than anything will ever release, interpreter shutdown included."""
+    import ctypes
+
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))

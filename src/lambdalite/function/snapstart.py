@@ -21,7 +21,8 @@ after a restore they run before any hook the model's code registers:
   emulator forks the snapshot, and a fork keeps only the forking thread; Lambda's snapshot keeps
   them), those sessions are rebuilt on a background thread and swapped in. Until then the old
   session keeps answering: ONNX Runtime runs the work the missing workers would have taken on
-  the calling thread, with the same results, on one thread.
+  the calling thread, with the same results, on one thread. The old session is never destroyed
+  (its destructor would wait forever for the threads the fork did not keep).
 
 Each hook logs one JSON line (`"event": "snapshot"`, `"restore"`, and `"restore_threads"` when
 sessions were rebuilt, with how long it took).

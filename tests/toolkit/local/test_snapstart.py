@@ -19,6 +19,7 @@ from lambdalite.errors import EmulatorError, SnapStartError, SnapStartTimeoutErr
 from lambdalite.toolkit.local import protocol
 from lambdalite.toolkit.local.messages import InvokeResult
 from lambdalite.toolkit.local.server import probe_sandbox
+from lambdalite.toolkit.local.snapshot import Snapshot
 
 from helpers.lambda_servers import ServerThread, config, lambda_client
 
@@ -191,6 +192,9 @@ def test_the_version_and_its_alias_are_invokable_other_versions_are_not(caps):
 def test_snapshot_budget_and_report_lines():
     assert protocol.snapshot_init_budget_s(30) == 130 and protocol.snapshot_init_budget_s(600) == 600
     assert protocol.snapshot_init_budget_s(900) == 900
+    # the snapshot's init is not held to the on-demand 10 s: 130 s, or the timeout when longer
+    assert Snapshot(snap_config(timeout_s=30.0), {}, {}, log=print).budget_s == 130
+    assert Snapshot(snap_config(timeout_s=300.0), {}, {}, log=print).budget_s == 300
     report = protocol.Report("r", 1.5, 4, 128, 60, restore_ms=12.345, billed_restore_ms=2)
     assert protocol.report_line(report).endswith("\tRestore Duration: 12.35 ms\tBilled Restore Duration: 2 ms\t")
     assert protocol.restore_report_line(10.0, "error", "Runtime.ExitError") == (

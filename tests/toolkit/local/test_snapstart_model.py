@@ -72,7 +72,12 @@ def test_restored_instances_answer_as_a_normal_one_draw_their_own_numbers_and_ge
     with ServerThread(cfg, caps) as s:
         [snapshot] = records(s.log_text(), "snapshot")
         assert snapshot["engineThreads"] == 2 and snapshot["threads"] >= 2  # the pool is running at snapshot time
+        # Restored a while after the snapshot, as instances usually are: the snapshot's pool
+        # threads are idle then, and a session whose pool is gone must never be destroyed (its
+        # destructor would wait for those threads forever, holding the GIL: a hung instance).
+        time.sleep(2)
         draws = [json.loads(r.payload) for r in at_once(s, [{"draw": True, "sleep": 0.5}] * 2)]
+        assert all("pid" in d for d in draws), (draws, s.log_text()[-3000:])
         assert draws[0]["pid"] != draws[1]["pid"]
         # The init drew from both generators; the function's after-restore hook reseeded them.
         assert draws[0]["random"] != draws[1]["random"] and draws[0]["numpy"] != draws[1]["numpy"]
