@@ -42,11 +42,20 @@ FREE = {
     "LAMBDA_TASK_ROOT",
     "LAMBDALITE_HOME",
     "XDG_CACHE_HOME",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",  # set by Lambda; a value it adds later must not fail the init
 }
 
 
 def test_every_variable_is_either_checked_here_or_free_text():
     assert {v.name for v in VARIABLES} == set(BAD) | FREE
+
+
+@pytest.mark.parametrize(
+    ("value", "snap_start"), [("snap-start", True), ("on-demand", False), ("provisioned-concurrency", False)]
+)
+def test_the_initialization_type_says_whether_this_init_makes_a_snapshot(value, snap_start):
+    assert Settings.from_env({"AWS_LAMBDA_INITIALIZATION_TYPE": value}).snap_start is snap_start
+    assert Settings.from_env({}).snap_start is False
 
 
 @pytest.mark.parametrize("name", sorted(BAD))

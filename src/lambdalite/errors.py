@@ -31,7 +31,9 @@
     │       ├── InvalidRequestContentError   400 InvalidRequestContentException
     │       ├── InvalidParameterValueError   400 InvalidParameterValueException
     │       ├── RequestTooLargeError         413 RequestEntityTooLargeException
-    │       └── TooManyRequestsError         429 TooManyRequestsException
+    │       ├── TooManyRequestsError         429 TooManyRequestsException
+    │       ├── SnapStartError               400 SnapStartException (an after-restore hook failed)
+    │       └── SnapStartTimeoutError        408 SnapStartTimeoutException (the restore ran past 10 s)
     ├── BuildError                  an artifact could not be built or is over Lambda's limits
     └── DeployError                 deploy, logs or destroy failed
 
@@ -71,6 +73,8 @@ __all__ = [
     "PayloadTooLargeError",
     "PipelineError",
     "RequestTooLargeError",
+    "SnapStartError",
+    "SnapStartTimeoutError",
     "SourceError",
     "SourceTimeoutError",
     "TooManyRequestsError",
@@ -238,6 +242,7 @@ class InvokeRefusedError(EmulatorError):
 
     shape: ClassVar[str] = "ServiceException"
     type_field: ClassVar[str | None] = "Service"  # the body's "Type": "User" or "Service"
+    message_field: ClassVar[str] = "message"  # the shape's member name for the message
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
@@ -250,6 +255,7 @@ class FunctionNotFoundError(InvokeRefusedError):
     status = 404
     shape = "ResourceNotFoundException"
     type_field = "User"
+    message_field = "Message"
 
 
 class InvalidRequestContentError(InvokeRefusedError):
@@ -282,6 +288,24 @@ class TooManyRequestsError(InvokeRefusedError):
     status = 429
     shape = "TooManyRequestsException"
     type_field = "User"
+
+
+class SnapStartError(InvokeRefusedError):
+    """Raised when a restored instance's after-restore hook failed (or it died restoring)."""
+
+    status = 400
+    shape = "SnapStartException"
+    type_field = "User"
+    message_field = "Message"
+
+
+class SnapStartTimeoutError(InvokeRefusedError):
+    """Raised when a restore (the runtime and its after-restore hooks) ran past Lambda's 10 s."""
+
+    status = 408
+    shape = "SnapStartTimeoutException"
+    type_field = "User"
+    message_field = "Message"
 
 
 class BuildError(LambdaliteError):

@@ -175,6 +175,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("LAMBDALITE_URL_CONNECT_TIMEOUT", "url_connect_timeout", _seconds, "seconds to connect to an image URL"),
     Variable("LAMBDALITE_URL_TIMEOUT", "url_timeout", _seconds, "seconds to fetch an image URL, in all"),
     Variable("LAMBDALITE_TRUST_CODE", "trust_code", _flag, "run code that a bundle carries (pipeline.py)"),
+    Variable(
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "initialization_type",
+        _text,
+        "how Lambda initialises this environment: on-demand, provisioned-concurrency or snap-start",
+    ),
 )
 
 
@@ -204,6 +210,7 @@ class Settings(NamedTuple):
     url_connect_timeout: float = 3.0
     url_timeout: float = 10.0
     trust_code: bool = False
+    initialization_type: str | None = None
     in_lambda: bool = False  # running as a Lambda function (or a local instance of one)
 
     @classmethod
@@ -228,6 +235,11 @@ class Settings(NamedTuple):
         values["in_lambda"] = "AWS_LAMBDA_FUNCTION_NAME" in env and "AWS_LAMBDA_RUNTIME_API" in env
         values.update(overrides)
         return cls(**values)
+
+    @property
+    def snap_start(self) -> bool:
+        """This init makes a SnapStart snapshot: environments are restored from it, not initialised."""
+        return self.initialization_type == "snap-start"
 
     @property
     def cache_home(self) -> Path:

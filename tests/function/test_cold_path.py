@@ -50,6 +50,8 @@ BASE = {
 CLASSIFIER = BASE | {"lambdalite.tasks.classification"}
 CAPTIONER = BASE | {"lambdalite.tasks.captioning"}
 TRUSTED_CODE = CLASSIFIER | {"lambdalite.tasks.pipeline"}
+# A SnapStart init (it runs once per published version, not per instance) registers the hooks.
+SNAPSTART = CLASSIFIER | {"lambdalite.function.snapstart"}
 # Third-party packages a function may import: the engine, numpy and Pillow. Nothing else.
 THIRD_PARTY = {"numpy", "PIL", "onnxruntime"}
 
@@ -133,3 +135,10 @@ def test_captioning_search_imports_nothing_more(tmp_path, beam_size):
     )
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads(proc.stdout)) <= THIRD_PARTY
+
+
+def test_a_snapstart_init_adds_only_its_hooks_and_the_runtimes_hook_registry(tiny_bundle):
+    ours, third_party = cold_start(str(tiny_bundle.root), AWS_LAMBDA_INITIALIZATION_TYPE="snap-start")
+    assert ours == SNAPSTART, {"unexpected": ours - SNAPSTART, "missing": SNAPSTART - ours}
+    assert third_party <= THIRD_PARTY | {"snapshot_restore_py"}, third_party - THIRD_PARTY
+    assert "snapshot_restore_py" in third_party  # the hooks went to the runtime's own registry

@@ -25,7 +25,9 @@ from pathlib import Path
 
 from lambdalite.errors import SourceError
 
-__all__ = ["Cache", "entry_lock", "touch"]
+__all__ = ["Cache", "entry_lock", "held_locks", "touch"]
+
+_HELD: set[str] = set()  # entries whose lock this process holds
 
 _EVICTABLE = ("bundles/*", "remote/*", "zoo/*/*")
 
@@ -37,10 +39,18 @@ def entry_lock(entry: Path) -> Iterator[None]:
     fd = os.open(_lock_path(entry), os.O_CREAT | os.O_RDWR, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        _HELD.add(str(entry))
         yield
     finally:
+        _HELD.discard(str(entry))
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def held_locks() -> list[str]:
+    """The entries this process holds a lock on now (a SnapStart snapshot must hold none: a lock
+    copied into every restored environment would be held by all of them at once)."""
+    return sorted(_HELD)
 
 
 def _lock_path(entry: Path) -> Path:

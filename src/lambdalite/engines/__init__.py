@@ -26,6 +26,8 @@ __all__ = [
     "cpu_quota",
     "default_threads",
     "import_engine",
+    "keep_models",
+    "keeping_models",
     "load_engine",
     "threads_for",
 ]
@@ -36,6 +38,7 @@ ENGINE_MODULES = {
     "torchscript": ("lambdalite.engines.torchscript", "torch", "torch (pip install 'lambdalite[torch]')"),
 }
 MB_PER_VCPU = 1769  # Lambda gives one vCPU's worth of CPU per 1,769 MB of memory.
+_KEEP_MODELS = False
 
 
 class TensorInfo(NamedTuple):
@@ -115,6 +118,17 @@ def import_engine(name: str) -> EngineFactory:
         raise
     factory: EngineFactory = module.load
     return factory
+
+
+def keep_models() -> None:
+    """From now on, engines that can rebuild their session keep their model's bytes (SnapStart:
+    `lambdalite.function.snapstart`). Costs the model's size in memory; off by default."""
+    global _KEEP_MODELS
+    _KEEP_MODELS = True
+
+
+def keeping_models() -> bool:
+    return _KEEP_MODELS
 
 
 def load_engine(name: str, model: bytes, *, threads: int | None = None) -> Engine:

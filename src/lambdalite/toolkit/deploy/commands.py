@@ -108,6 +108,12 @@ def _settings_options(defaults: bool) -> Callable[[F], F]:
                 help="An origin whose pages may call the API (repeatable; default: none, the page is same-origin).",
             ),
             click.option("--log-retention", type=int, default=default(14), help="Days to keep logs. [14]"),
+            click.option(
+                "--snapstart/--no-snapstart",
+                default=default(False),
+                help="SnapStart: publish a version (alias live) that Lambda snapshots after its init; "
+                "zip, python3.12+, /tmp up to 512 MB. [off]",
+            ),
         ]
         for option in reversed(options):
             func = option(func)
@@ -146,6 +152,7 @@ _SETTINGS = (
     "jwt_audience",
     "reserved_concurrency",
     "cors_origins",
+    "snapstart",
 )
 # Settings whose defaults follow from --auth: a new --auth on deploy re-derives them.
 _DERIVED_FROM_AUTH = ("api", "url_auth", "quota", "jwt_issuer", "jwt_audience")
@@ -211,6 +218,10 @@ def build(
     )
     if layer and format_ == "image":
         raise UsageError("--layer is for zip builds; an image carries its dependencies inside")
+    if options.settings.snapstart:
+        from lambdalite.toolkit.deploy.template import check_snapstart
+
+        check_snapstart(image=format_ == "image", runtime=options.target.runtime)
     result = build_artifact(model, output, options, Stderr())
     click.echo("\n".join(size_report(result)))
     _echo_notes(options.settings.notes(), options.settings, arch)

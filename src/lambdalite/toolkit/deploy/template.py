@@ -7,6 +7,10 @@ lives in S3, read that one object; an explicit log group with a retention; outpu
 endpoint and the function. The function is named after the stack, so `sam deploy --stack-name X`
 and `lambdalite deploy --stack X` make the function `X` and its log group `/aws/lambda/X`.
 
+With SnapStart (`Settings(snapstart=True)`) every deploy publishes a version
+(`AutoPublishAlias: live`), Lambda snapshots it, and the API and the Function URL call the alias:
+SnapStart applies to published versions only, never to $LATEST.
+
     spec = FunctionSpec("my model", "python3.12", "x86_64", "/var/task/model", Settings(memory=2048))
     template = sam_template(spec, code="function.zip")
     write_yaml(template, out / "template.yaml")
@@ -39,7 +43,9 @@ __all__ = [
     "LOG_RETENTION_DAYS",
     "FunctionSpec",
     "ModelLocation",
+    "SNAPSTART_ALIAS",
     "Settings",
+    "check_snapstart",
     "expand",
     "sam_template",
     "to_yaml",
@@ -50,6 +56,7 @@ ApiKind = Literal["http", "rest", "none"]
 # REST APIs pass a body as bytes only when its Content-Type is listed here ("~1" is "/").
 BINARY_MEDIA_TYPES = ("image~1*", "multipart~1form-data", "application~1octet-stream")
 REST_STAGE = "prod"
+SNAPSTART_ALIAS = "live"  # the alias SAM publishes each version under (AutoPublishAlias)
 _POLICY_VERSION = "2012-10-17"
 
 
@@ -127,6 +134,7 @@ class Settings:
     jwt_audience: tuple[str, ...] = ()
     reserved_concurrency: int | None = None
     cors_origins: tuple[str, ...] = ()
+    snapstart: bool = False
 
     def __post_init__(self) -> None:
         _resolve_access(self)
@@ -142,6 +150,8 @@ class Settings:
             raise UsageError(
                 f"log retention must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} days, not {self.log_retention}"
             )
+        if self.snapstart:
+            check_snapstart(ephemeral_storage=self.ephemeral_storage)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -173,6 +183,16 @@ class Settings:
             out.append(
                 f"the {api.upper()} API stops waiting after {gateway} s, before the function's {self.timeout} s "
                 f"timeout{'; the Function URL waits the full time' if self.function_url else ' (add --function-url)'}"
+            )
+        if self.snapstart:
+            from lambdalite.toolkit.local.protocol import snapstart_cost
+
+            price = snapstart_cost(self.memory)
+            out.append(
+                f"SnapStart at {self.memory} MB: the cached snapshot costs ${price.cache_usd_per_hour * 24 * 30:.2f} "
+                f"per 30 days for each published version (${price.minimum_cache_usd:.4f} at least: 3 hours), and "
+                f"each restore ${price.restore_usd:.6f} (${price.restore_usd * 1e6:.2f} per million) besides its "
+                f"billed restore time; invoke the alias {SNAPSTART_ALIAS} ($LATEST is not snapshotted)"
             )
         return out
 
@@ -302,6 +322,22 @@ class FunctionSpec:
     model_s3: ModelLocation | None = None
 
 
+def check_snapstart(*, ephemeral_storage: int = 512, image: bool = False, runtime: str | None = None) -> None:
+    """Refuse what Lambda refuses to combine with SnapStart (`build`, `deploy` and `serve` ask)."""
+    if image:
+        raise UsageError(
+            "SnapStart does not support container images: build a zip (--format zip) to use --snapstart, "
+            "or drop --snapstart"
+        )
+    if ephemeral_storage > 512:
+        raise UsageError(
+            f"SnapStart does not support ephemeral storage over 512 MB (--ephemeral-storage {ephemeral_storage}): "
+            "use --ephemeral-storage 512, or drop --snapstart"
+        )
+    if runtime is not None and runtime in ("python3.9", "python3.10", "python3.11"):
+        raise UsageError(f"SnapStart needs python3.12 or later, not {runtime}: use --python 3.12, or drop --snapstart")
+
+
 def _sub(text: str) -> dict[str, str]:
     return {"Fn::Sub": text}
 
@@ -358,6 +394,14 @@ def sam_template(
         "Environment": {"Variables": environment},
     }
     function: dict[str, Any] = {"Type": "AWS::Serverless::Function", "DependsOn": "LogGroup"}
+    if spec.settings.snapstart:
+        check_snapstart(ephemeral_storage=spec.settings.ephemeral_storage, image=spec.image, runtime=spec.runtime)
+        props["SnapStart"] = {"ApplyOn": "PublishedVersions"}
+        props["AutoPublishAlias"] = SNAPSTART_ALIAS  # events and the Function URL call the alias
+        props["AutoPublishAliasAllProperties"] = True  # a new version for any change, not only new code
+        # Each cached snapshot is billed while its version exists: a deploy's new version replaces
+        # the old one, and `destroy` leaves none behind (SAM's default would retain them all).
+        props["VersionDeletionPolicy"] = "Delete"
     if spec.image:
         props["PackageType"] = "Image"
         if isinstance(code, str) and not code.startswith(("/", ".")) and ".dkr.ecr." in code:
@@ -421,6 +465,11 @@ def sam_template(
         "FunctionArn": {"Description": "The Lambda function's ARN", "Value": {"Fn::GetAtt": ["Function", "Arn"]}},
         "LogGroupName": {"Description": "Where the function logs", "Value": {"Ref": "LogGroup"}},
     }
+    if spec.settings.snapstart:
+        outputs["FunctionAlias"] = {
+            "Description": f"The alias ({SNAPSTART_ALIAS}) of the version Lambda snapshotted: invoke this ARN",
+            "Value": {"Ref": "Function.Alias"},
+        }
     if spec.settings.api == "http":
         outputs["Endpoint"] = {
             "Description": "HTTP API endpoint (POST an image, or GET ?url=)",

@@ -127,7 +127,14 @@ _STATUS_EVERY_S = 10.0  # without a terminal, one summary line at most this ofte
     show_default=True,
     help="iam: the Invoke API requires SigV4 with your AWS credentials, as Lambda does.",
 )
+@click.option(
+    "--snapstart",
+    is_flag=True,
+    help="SnapStart: run the init once into a snapshot (version 1, alias live); every instance is restored "
+    "from it (a fork here) and runs the after-restore hooks before its first request.",
+)
 @click.option("--init-budget", default=10.0, hidden=True, type=click.FloatRange(min=0.1))
+@click.option("--restore-budget", default=10.0, hidden=True, type=click.FloatRange(min=0.1))
 def serve(
     model: str | None,
     host: str,
@@ -158,7 +165,9 @@ def serve(
     jwt_audience: tuple[str, ...],
     jwks: str | None,
     invoke_auth: str,
+    snapstart: bool,
     init_budget: float,
+    restore_budget: float,
 ) -> None:
     """Run MODEL as a local Lambda function: the Invoke API on --port, instances on demand.
 
@@ -179,6 +188,10 @@ def serve(
     if model is None and handler is None:
         raise UsageError("give a MODEL to serve, or --handler module.function (with --code-dir) for your own code")
     handler = handler or DEFAULT_HANDLER
+    if snapstart:
+        from lambdalite.toolkit.deploy.template import check_snapstart
+
+        check_snapstart(ephemeral_storage=ephemeral_storage)
     if "." not in handler.strip("."):
         raise UsageError(f"--handler expects module.function, got {handler!r}")
     model_dir: Path | None = None
@@ -215,6 +228,10 @@ def serve(
         idle_timeout_s=idle_timeout,
         queue=queue,
         init_budget_s=init_budget,
+        snapstart=snapstart,
+        restore_budget_s=restore_budget,
+        version="1" if snapstart else "$LATEST",  # SnapStart applies to published versions only
+        alias="live" if snapstart else None,
     )
     if region:  # the region SigV4 scopes are checked against: ARNs name it too
         config.region = region
@@ -319,6 +336,9 @@ async def _serve(
 
     console = _Console(sys.stdout, sys.stderr)
     server = LambdaServer(config, log=console.line, http_limits=limits)
+    if config.snapstart:
+        console.err.write("lambdalite serve: SnapStart: running the init once, into the snapshot...\n")
+        console.err.flush()
     server.fallback = FrontDoor(gateway, server.invoke, refused=_gateway_refusal)
     if rules.auth != "none" or rules.throttle is not None:
         server.fallback = Guard(rules, server.fallback)
@@ -330,6 +350,9 @@ async def _serve(
         await server.close()
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise EmulatorError(f"cannot listen on {host}:{port}: {reason}") from exc
+    except EmulatorError:
+        await server.close()
+        raise
     console.banner(server, host, bound, gateway)
     console.front_door(rules, invoke_auth, show_key)
     stop = asyncio.Event()
@@ -420,6 +443,11 @@ class _Console:
             else ("REST API, payload 1.0, binary media types: " + (", ".join(gateway.binary_media_types) or "none"))
         )
         lines.append(f"  API Gateway http://{host}:{port}/  ({kind}; the page at /, POST /predict)")
+        if c.snapstart and server.snapshot is not None:
+            lines.append(
+                f"  snapstart   init ran once ({server.snapshot.init_ms:.0f} ms) into the snapshot of version "
+                f"{c.version} (alias {c.alias}); every instance is restored from it"
+            )
         if caps.mount:
             lines.append(
                 f"  sandbox     private tmpfs /tmp, read-only filesystem, Landlock ABI {caps.landlock or 'missing'}"
@@ -463,13 +491,33 @@ class _Console:
                 f"${cost.compute_usd:.2f} compute; x86_64, us-east-1, before the free tier)"
             )
             cold = server.cold_start_cost()
-            if cold is not None:
+            if server.config.snapstart:
+                lines.extend(_snapstart_cost_lines(server))
+            elif cold is not None:
                 lines.append(
                     f"  each cold start adds {cold[0]:.0f} ms of billed init "
                     f"(${cold[1] * 1e6:.2f} per million cold starts)"
                 )
         self.err.write("\n".join(lines) + "\n")
         self.err.flush()
+
+
+def _snapstart_cost_lines(server: Any) -> list[str]:
+    from lambdalite.toolkit.local.protocol import snapstart_cost
+
+    price = snapstart_cost(server.config.memory_mb)
+    lines = [
+        f"  SnapStart adds ${price.cache_usd_per_hour:.4f} per hour to keep the snapshot cached (each published "
+        f"version; at least 3 hours: ${price.minimum_cache_usd:.4f}) and ${price.restore_usd * 1e6:.2f} per million "
+        f"restores at {server.config.memory_mb} MB"
+    ]
+    if server.restores:
+        mean = sum(server.restores) / len(server.restores)
+        lines.append(
+            f"  {len(server.restores)} restore(s) here, {mean:.0f} ms billed on average "
+            "(Billed Restore Duration, part of Billed Duration); no init is billed per instance"
+        )
+    return lines
 
 
 def _status_text(s: Any) -> str:

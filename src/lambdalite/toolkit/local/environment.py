@@ -181,6 +181,11 @@ def lambda_environment(
             "PYTHONPATH": os.pathsep.join(dict.fromkeys(pythonpath)),
         }
     )
+    if config.snapstart:
+        # SnapStart: the init runs once, for every environment restored later; Lambda says so in
+        # AWS_LAMBDA_INITIALIZATION_TYPE and sets no log group or stream (the snapshot is shared).
+        env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start"
+        del env["AWS_LAMBDA_LOG_GROUP_NAME"], env["AWS_LAMBDA_LOG_STREAM_NAME"]
     if config.model_dir:
         env["LAMBDALITE_MODEL"] = config.model_dir
     env.update(config.environment)

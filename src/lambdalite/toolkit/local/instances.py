@@ -79,6 +79,8 @@ class Instance:
         self.proc: RuntimeProcess | None = None
         self.initialized = False
         self.init_ms: float | None = None  # reported once, on the invocation that paid for it
+        self.restore_ms: float | None = None  # SnapStart (RestoredInstance): reported like init_ms
+        self.billed_restore_ms: int | None = None
         self.dead = False
         self.retiring = False  # finishing its last invocation; never handed another
         self.last_used = time.monotonic()
@@ -302,17 +304,20 @@ class Instance:
         out_of_memory = kind == "oom" or error_type == "Runtime.OutOfMemory"
         memory_mb = self.config.memory_mb if out_of_memory else self._max_memory_mb()  # Lambda reports the cap
         init_ms = self.init_ms if kind != "init_error" else None
-        self.init_ms = None
+        restore_ms, billed_restore_ms = self.restore_ms, self.billed_restore_ms
+        self.init_ms = self.restore_ms = self.billed_restore_ms = None
         status = {"timeout": "timeout", "exit": "error", "oom": "error", "init_error": "error"}.get(kind)
         report = protocol.Report(
             job.request_id,
             duration_ms,
-            protocol.billed_ms(duration_ms, init_ms),
+            protocol.billed_ms(duration_ms, init_ms) + (billed_restore_ms or 0),
             self.config.memory_mb,
             memory_mb,
             init_ms,
             status,
             error_type if status == "error" else None,
+            restore_ms,
+            billed_restore_ms,
         )
         self._emit(protocol.end_line(job.request_id))
         self._emit(protocol.report_line(report))
@@ -326,6 +331,8 @@ class Instance:
             memory_mb,
             report.billed_ms,
             "\n".join(job.lines) + "\n",
+            restore_ms,
+            billed_restore_ms,
         )
         self.job = None
         self.done = None

@@ -42,6 +42,8 @@ OutcomeKind = Literal[
     "exit",  # the runtime process exited during the invoke
     "oom",  # the instance went over its memory size and was killed
     "too_large",  # the runtime posted a response over 6 MB
+    "restore_error",  # SnapStart: an after-restore hook failed, or the instance died restoring
+    "restore_timeout",  # SnapStart: the restore ran past its 10 s budget
 ]
 
 
@@ -58,6 +60,8 @@ class Outcome:
     max_memory_mb: int = 0
     billed_ms: int = 0
     log: str = ""  # START ... REPORT, the function's output between
+    restore_ms: float | None = None  # set on the first invoke of a restored (SnapStart) instance
+    billed_restore_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -76,6 +80,8 @@ class InvokeResult:
     init_ms: float | None = None
     max_memory_mb: int = 0
     executed_version: str = "$LATEST"
+    restore_ms: float | None = None
+    billed_restore_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -99,6 +105,10 @@ class FunctionConfig:
     account: str = "123456789012"
     version: str = "$LATEST"
     event_retry_delays_s: tuple[float, ...] = (1.0, 2.0)  # Lambda waits ~1 min, then ~2 min
+    snapstart: bool = False  # init once into a snapshot; every instance is restored from it
+    snapshot_budget_s: float | None = None  # the snapshot's init; None: 130 s or the timeout, the longer
+    restore_budget_s: float = 10.0  # SnapStart: loading the runtime and the after-restore hooks
+    alias: str | None = None  # a name invokes may use as the qualifier (SnapStart: the published version's alias)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ class RuntimeProcess:
         env: dict[str, str],
         on_line: Callable[[str], None],
         on_exit: Callable[[RuntimeProcess, int], None],
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.on_line = on_line
         self.on_exit = on_exit
@@ -51,6 +52,7 @@ class RuntimeProcess:
                 stderr=write_fd,
                 cwd=cwd,
                 env=env,
+                pass_fds=tuple(pass_fds),
                 start_new_session=True,  # its own process group: a kill takes its children too
             )
         except BaseException:

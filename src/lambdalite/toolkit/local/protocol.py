@@ -10,6 +10,8 @@ The Runtime API (what awslambdaric, inside each instance, calls):
     POST /2018-06-01/runtime/invocation/{id}/response      the handler's result      -> 202
     POST /2018-06-01/runtime/invocation/{id}/error         the handler raised        -> 202
     POST /2018-06-01/runtime/init/error                    init failed (then it exits) -> 202
+    GET  /2018-06-01/runtime/restore/next                  SnapStart: snapshot here; returns once restored
+    POST /2018-06-01/runtime/restore/error                 an after-restore hook raised (then it exits) -> 202
 
 Plus the CloudWatch lines (START / END / REPORT / INIT_REPORT), 1 ms billing and the price list.
 Everything here follows /work/shared/reference/lambda-protocol.md; AWS quirks are noted where handled.
@@ -28,7 +30,6 @@ from typing import Literal
 from urllib.parse import parse_qs, unquote
 
 from lambdalite.errors import (
-    FunctionNotFoundError,
     InvalidParameterValueError,
     InvalidRequestContentError,
     InvokeRefusedError,
@@ -49,7 +50,11 @@ __all__ = [
     "LOG_TAIL_BYTES",
     "PRICE_PER_GB_SECOND",
     "PRICE_PER_MILLION_REQUESTS",
+    "PRICE_SNAPSTART_CACHE_PER_GB_SECOND",
+    "PRICE_SNAPSTART_RESTORE_PER_GB",
+    "SNAPSTART_MIN_CACHE_S",
     "RESPONSE_LIMIT",
+    "RESTORE_BUDGET_S",
     "Report",
     "RuntimeRoute",
     "SYNC_PAYLOAD_LIMIT",
@@ -71,8 +76,14 @@ __all__ = [
     "parse_function_name",
     "report_line",
     "response_too_large_payload",
+    "restore_report_line",
+    "restore_start_line",
     "runtime_error_reply",
     "service_error_reply",
+    "snapshot_init_budget_s",
+    "snapshot_init_report_line",
+    "snapstart_cost",
+    "SnapStartCost",
     "start_line",
     "timeout_payload",
 ]
@@ -85,9 +96,15 @@ ASYNC_PAYLOAD_LIMIT = 1024 * 1024  # Event invocations: 1 MB since October 2025 
 RESPONSE_LIMIT = 6 * 1024 * 1024 + 100  # RIE's MaxPayloadSize: 6,291,556 bytes
 LOG_TAIL_BYTES = 4096
 INIT_BUDGET_S = 10.0  # on-demand init; past it, init is retried inside the first invoke
+RESTORE_BUDGET_S = 10.0  # SnapStart: loading the runtime and the after-restore hooks, else SnapStartTimeoutException
 CLIENT_CONTEXT_LIMIT = 3583  # bytes of base64 in X-Amz-Client-Context
 PRICE_PER_MILLION_REQUESTS = 0.20  # USD, us-east-1
 PRICE_PER_GB_SECOND = {"x86_64": 0.0000166667, "arm64": 0.0000133334}  # tier 1, us-east-1
+# SnapStart for Python and .NET (us-east-1): the cached snapshot while the version is active (at
+# least 3 hours), and every restore, both by the function's memory size.
+PRICE_SNAPSTART_CACHE_PER_GB_SECOND = 0.0000015046
+PRICE_SNAPSTART_RESTORE_PER_GB = 0.0001397998
+SNAPSTART_MIN_CACHE_S = 3 * 3600
 
 InvocationType = Literal["RequestResponse", "Event", "DryRun"]
 _INVOCATION_TYPES: tuple[InvocationType, ...] = ("RequestResponse", "Event", "DryRun")
@@ -228,8 +245,8 @@ def service_error_reply(exc: InvokeRefusedError, request_id: str) -> Reply:
         body["Reason"] = exc.reason
     if exc.type_field:
         body["Type"] = exc.type_field
-    # ResourceNotFoundException's model member is `Message`; the others use `message`.
-    body["Message" if isinstance(exc, FunctionNotFoundError) else "message"] = exc.message
+    # ResourceNotFoundException's and the SnapStart errors' model member is `Message`; the others use `message`.
+    body[exc.message_field] = exc.message
     return Reply(
         exc.status,
         [
@@ -243,7 +260,7 @@ def service_error_reply(exc: InvokeRefusedError, request_id: str) -> Reply:
 
 # ---- Runtime API ---------------------------------------------------------------------------------
 
-RuntimeAction = Literal["next", "response", "error", "init_error"]
+RuntimeAction = Literal["next", "response", "error", "init_error", "restore_next", "restore_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,10 +275,14 @@ def match_runtime(method: str, path: str) -> RuntimeRoute | None:
     rest = path[len(_RUNTIME_PREFIX) :]
     if method == "GET" and rest == "invocation/next":
         return RuntimeRoute("next")
+    if method == "GET" and rest == "restore/next":
+        return RuntimeRoute("restore_next")
     if method != "POST":
         return None
     if rest == "init/error":
         return RuntimeRoute("init_error")
+    if rest == "restore/error":
+        return RuntimeRoute("restore_error")
     parts = rest.split("/")
     if len(parts) == 3 and parts[0] == "invocation" and parts[1] and parts[2] in ("response", "error"):
         return RuntimeRoute("response" if parts[2] == "response" else "error", unquote(parts[1]))
@@ -345,6 +366,8 @@ class Report:
     init_ms: float | None = None
     status: str | None = None  # "timeout" or "error"
     error_type: str | None = None
+    restore_ms: float | None = None  # SnapStart: the first invoke of a restored instance
+    billed_restore_ms: int | None = None
 
 
 def start_line(request_id: str, version: str = LATEST) -> str:
@@ -366,6 +389,9 @@ def report_line(report: Report) -> str:
     ]
     if report.init_ms is not None:
         fields.append(f"Init Duration: {report.init_ms:.2f} ms")
+    if report.restore_ms is not None:
+        fields.append(f"Restore Duration: {report.restore_ms:.2f} ms")
+        fields.append(f"Billed Restore Duration: {report.billed_restore_ms or 0} ms")
     if report.status:
         fields.append(f"Status: {report.status}")
     if report.error_type:
@@ -378,6 +404,30 @@ def init_report_line(init_ms: float, phase: str, status: str, error_type: str | 
     if error_type:
         fields.append(f"Error Type: {error_type}")
     return "\t".join(fields)
+
+
+def snapshot_init_report_line(init_ms: float) -> str:
+    """SnapStart: the init that made the snapshot (with its before-snapshot hooks), logged once."""
+    return f"INIT_REPORT Init Duration: {init_ms:.2f} ms"
+
+
+def restore_start_line(runtime_version: str) -> str:
+    return f"RESTORE_START Runtime Version: {runtime_version}"
+
+
+def restore_report_line(restore_ms: float, status: str | None = None, error_type: str | None = None) -> str:
+    """`RESTORE_REPORT Restore Duration: 12.34 ms`, with `Status` and `Error Type` when it failed."""
+    line = f"RESTORE_REPORT Restore Duration: {restore_ms:.2f} ms"
+    if status:
+        line += f"\tStatus: {status}"
+    if error_type:
+        line += f"\tError Type: {error_type}"
+    return line
+
+
+def snapshot_init_budget_s(timeout_s: float) -> float:
+    """The snapshot's init may run 130 s or the function timeout, whichever is longer (at most 15 min)."""
+    return min(max(130.0, timeout_s), 900.0)
 
 
 def billed_ms(duration_ms: float, init_ms: float | None = None) -> int:
@@ -401,6 +451,21 @@ class CostEstimate:
     @property
     def total_usd(self) -> float:
         return self.requests_usd + self.compute_usd
+
+
+@dataclass(frozen=True, slots=True)
+class SnapStartCost:
+    """What SnapStart adds: the cached snapshot per hour (per published version) and each restore."""
+
+    cache_usd_per_hour: float
+    restore_usd: float  # per restore (by memory size; the billed restore time is in Billed Duration)
+    minimum_cache_usd: float  # a version is cached for at least 3 hours
+
+
+def snapstart_cost(memory_mb: int) -> SnapStartCost:
+    gb = memory_mb / 1024
+    hourly = gb * 3600 * PRICE_SNAPSTART_CACHE_PER_GB_SECOND
+    return SnapStartCost(hourly, gb * PRICE_SNAPSTART_RESTORE_PER_GB, hourly * SNAPSTART_MIN_CACHE_S / 3600)
 
 
 def cost_per_million(billed: list[int], memory_mb: int, arch: str = "x86_64") -> CostEstimate:

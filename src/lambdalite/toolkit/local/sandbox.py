@@ -37,7 +37,10 @@ __all__ = [
     "CONFIG_ENV",
     "LAYERS_ROOT",
     "TASK_ROOT",
+    "bind_back",
     "enter",
+    "enter_or_exit",
+    "hold_under_tmp",
     "landlock_abi",
     "layers_at_opt",
     "main",
@@ -45,6 +48,7 @@ __all__ = [
     "probe",
     "restrict_writes",
     "task_root",
+    "run_awslambdaric",
 ]
 
 CONFIG_ENV = "_LAMBDALITE_SANDBOX"
@@ -161,11 +165,29 @@ def private_tmp(size_mb: int, expose: list[str], code_dir: str | None = None, la
     `code_dir` (if given) read-only at /var/task and `layers` at /opt."""
     _check(_c().unshare(_CLONE_NEWNS), "unshare")
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing we mount leaks to the host
-    keep = []  # opened inside the new namespace, before /tmp is covered
+    keep = hold_under_tmp(expose)  # opened inside the new namespace, before /tmp is covered
+    _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size_mb}m,mode=1777")
+    bind_back(keep)
+    if os.path.isdir("/dev/shm"):
+        _mount("tmpfs", "/dev/shm", "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k")  # Lambda has none
+    if code_dir is not None:
+        task_root(code_dir)
+    if layers:
+        layers_at_opt(layers)
+    _mount(None, "/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)  # only this namespace's view of /
+
+
+def hold_under_tmp(expose: list[str]) -> list[tuple[str, int]]:
+    """`O_PATH` descriptors of the `expose` paths under /tmp, taken before /tmp is covered."""
+    keep = []
     for path in dict.fromkeys(os.path.realpath(p) for p in expose):
         if _under(path, "/tmp") and os.path.exists(path):
             keep.append((path, os.open(path, os.O_PATH | os.O_CLOEXEC)))
-    _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size_mb}m,mode=1777")
+    return keep
+
+
+def bind_back(keep: list[tuple[str, int]]) -> None:
+    """Bind the held paths back, read-only, at the same places under the new /tmp."""
     for path, fd in keep:
         if os.path.isdir(f"/proc/self/fd/{fd}"):
             os.makedirs(path, exist_ok=True)
@@ -175,13 +197,6 @@ def private_tmp(size_mb: int, expose: list[str], code_dir: str | None = None, la
         _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
         _mount(None, path, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)
         os.close(fd)
-    if os.path.isdir("/dev/shm"):
-        _mount("tmpfs", "/dev/shm", "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k")  # Lambda has none
-    if code_dir is not None:
-        task_root(code_dir)
-    if layers:
-        layers_at_opt(layers)
-    _mount(None, "/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)  # only this namespace's view of /
 
 
 class _RulesetAttr(ctypes.Structure):
@@ -287,14 +302,24 @@ def main() -> None:
         print(json.dumps(probe()))
         return
     config = json.loads(os.environ.pop(CONFIG_ENV, "{}"))
+    enter_or_exit(config)
+    run_awslambdaric(sys.argv[1:])
+
+
+def enter_or_exit(config: dict[str, Any]) -> None:
+    """`enter`, or exit 70 with one line saying why the sandbox could not be set up."""
     try:
         enter(config)
     except OSError as exc:
         print(f"lambdalite sandbox: {exc}", file=sys.stderr, flush=True)
         os._exit(70)
+
+
+def run_awslambdaric(args: list[str]) -> None:
+    """`python -m awslambdaric ARGS`, in this process."""
     import runpy
 
-    sys.argv = ["awslambdaric", *sys.argv[1:]]
+    sys.argv = ["awslambdaric", *args]
     runpy.run_module("awslambdaric", run_name="__main__", alter_sys=True)
 
 

@@ -64,6 +64,7 @@ from lambdalite.toolkit.local.http import PUBLIC_LIMITS, HttpLimits, HttpServer
 from lambdalite.toolkit.local.instances import Instance, Job, LogSink
 from lambdalite.toolkit.local.messages import FunctionConfig, InvokeResult, Outcome, Reply, Request, SandboxCaps
 from lambdalite.toolkit.local.sandbox import LAYERS_ROOT, TASK_ROOT
+from lambdalite.toolkit.local.snapshot import Snapshot
 
 __all__ = [
     "MAX_QUEUED_EVENTS",
@@ -185,6 +186,8 @@ class LambdaServer:
         self.durations: deque[float] = deque(maxlen=_STATS_WINDOW)
         self.billed: deque[int] = deque(maxlen=_STATS_WINDOW)
         self.inits: deque[float] = deque(maxlen=_STATS_WINDOW)
+        self.restores: deque[int] = deque(maxlen=_STATS_WINDOW)  # SnapStart: billed restore ms
+        self.snapshot: Snapshot | None = None
         self.invocations = self.cold_starts = self.errors = self.throttles = 0
         self.closing = False
         self._numbers = 0
@@ -232,9 +235,26 @@ class LambdaServer:
         if not self.caps.mount:
             self._scratch = tempfile.mkdtemp(prefix="lambdalite-")
             self._sandbox["file_size_mb"] = self.config.ephemeral_mb
+        if self.config.snapstart:
+            await self._create_snapshot()
         bound = await self.http.start(host, port)
         self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
         return bound
+
+    async def _create_snapshot(self) -> None:
+        """SnapStart: run the init once, in the template every instance will be forked from."""
+        environment, sandbox = self._environment, self._sandbox
+        if self._scratch is not None:  # no mount namespace: the snapshot's TMPDIR, shared by its instances
+            tmp = os.path.join(self._scratch, "snapshot")
+            os.makedirs(tmp)
+            environment = dict(environment, TMPDIR=tmp)
+            sandbox = dict(sandbox, tmp=tmp)
+        self.snapshot = Snapshot(self.config, environment, sandbox, log=self.log)
+        try:
+            await self.snapshot.create()
+        except BaseException:
+            await self.snapshot.close()
+            raise
 
     async def close(self) -> None:
         """Stop listening, fail whatever waits, kill and reap every instance."""
@@ -251,6 +271,8 @@ class LambdaServer:
                 if not waiter.done():
                     waiter.cancel()
         await asyncio.gather(*(inst.close() for inst in list(self.instances)), return_exceptions=True)
+        if self.snapshot is not None:
+            await self.snapshot.close()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
@@ -348,6 +370,11 @@ class LambdaServer:
             outcome = await instance.run(job)
         finally:
             self._release(instance)
+        if outcome.kind in ("restore_error", "restore_timeout"):  # SnapStart: a service error, not the function's
+            from lambdalite.toolkit.local.restored import restore_refusal
+
+            self.errors += 1
+            raise restore_refusal(outcome)
         return self._record(job, outcome)
 
     # -- the Event queue -----------------------------------------------------------------------------
@@ -410,7 +437,8 @@ class LambdaServer:
             finally:
                 self.events_running -= 1
                 self._release(instance)
-            self._record(job, outcome)
+            if outcome.kind not in ("restore_error", "restore_timeout"):
+                self._record(job, outcome)
             if outcome.kind == "response":
                 return
             if attempt < len(delays):
@@ -423,6 +451,8 @@ class LambdaServer:
         self.billed.append(protocol.billed_ms(outcome.duration_ms))  # the warm cost; init is counted apart
         if outcome.init_ms is not None:
             self.inits.append(outcome.init_ms)
+        if outcome.billed_restore_ms is not None:
+            self.restores.append(outcome.billed_restore_ms)
         failed = outcome.kind != "response"
         self.errors += failed
         return InvokeResult(
@@ -438,6 +468,8 @@ class LambdaServer:
             outcome.init_ms,
             outcome.max_memory_mb,
             self.config.version,
+            outcome.restore_ms,
+            outcome.billed_restore_ms,
         )
 
     # -- scheduling ----------------------------------------------------------------------------------
@@ -479,20 +511,34 @@ class LambdaServer:
         self._numbers += 1
         environment = self._environment
         sandbox = self._sandbox
-        if self._scratch is not None:  # no mount namespace: a private TMPDIR per instance
-            tmp = os.path.join(self._scratch, f"instance-{self._numbers}")
-            os.makedirs(tmp)
-            environment = dict(environment, TMPDIR=tmp)
-            sandbox = dict(sandbox, tmp=tmp)
-        environment = dict(environment, _LAMBDALITE_SANDBOX=json.dumps(sandbox))
-        instance = Instance(
-            self.config,
-            environment,
-            log=self.log,
-            number=self._numbers,
-            on_dead=self._on_dead,
-            sandbox=sandbox,
-        )
+        instance: Instance
+        if self.snapshot is not None:  # SnapStart: forked from the snapshot, which holds the environment
+            from lambdalite.toolkit.local.restored import RestoredInstance
+
+            instance = RestoredInstance(
+                self.config,
+                environment,
+                snapshot=self.snapshot,
+                log=self.log,
+                number=self._numbers,
+                on_dead=self._on_dead,
+                sandbox=sandbox,
+            )
+        else:
+            if self._scratch is not None:  # no mount namespace: a private TMPDIR per instance
+                tmp = os.path.join(self._scratch, f"instance-{self._numbers}")
+                os.makedirs(tmp)
+                environment = dict(environment, TMPDIR=tmp)
+                sandbox = dict(sandbox, tmp=tmp)
+            environment = dict(environment, _LAMBDALITE_SANDBOX=json.dumps(sandbox))
+            instance = Instance(
+                self.config,
+                environment,
+                log=self.log,
+                number=self._numbers,
+                on_dead=self._on_dead,
+                sandbox=sandbox,
+            )
         self.instances.append(instance)
         self.cold_starts += 1
         try:
@@ -606,6 +652,7 @@ class LambdaServer:
 
     def _check_function(self, ref: protocol.FunctionRef) -> None:
         # `function` is the Runtime Interface Emulator's fixed name: its curl recipes work unchanged.
-        if ref.name not in (self.config.name, "function") or ref.qualifier not in (None, protocol.LATEST):
+        qualifiers = (None, protocol.LATEST, self.config.version, self.config.alias)
+        if ref.name not in (self.config.name, "function") or ref.qualifier not in qualifiers:
             arn = protocol.function_arn(ref.name, ref.qualifier, region=self.config.region, account=self.config.account)
             raise FunctionNotFoundError(f"Function not found: {arn}")
