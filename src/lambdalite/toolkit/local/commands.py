@@ -78,6 +78,36 @@ _STATUS_EVERY_S = 10.0  # without a terminal, one summary line at most this ofte
     help="REST API only: comma-separated binary media types, e.g. 'image/*,multipart/form-data' "
     "(without them binary uploads arrive as mangled text, as on AWS).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    default="text",
+    show_default=True,
+    help="Lambda's log format (LoggingConfig): text (START/END/REPORT) or json (platform.* records; "
+    "the function gets AWS_LAMBDA_LOG_FORMAT=JSON).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="JSON format: the application log level (AWS_LAMBDA_LOG_LEVEL).",
+)
+@click.option(
+    "--system-log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARN"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="JSON format: the platform's log level (DEBUG adds runtimeDone, initRuntimeDone, initReport).",
+)
+@click.option(
+    "--cpu",
+    type=click.Choice(["lambda", "host"]),
+    default="lambda",
+    show_default=True,
+    help="lambda: each instance gets the CPU time Lambda gives --memory (1 vCPU per 1,769 MB); "
+    "host: as much as the machine gives.",
+)
 @click.option("--init-budget", default=10.0, hidden=True, type=click.FloatRange(min=0.1))
 def serve(
     model: str | None,
@@ -96,6 +126,10 @@ def serve(
     queue: bool,
     api: str,
     binary_media_types: str,
+    log_format: str,
+    log_level: str,
+    system_log_level: str,
+    cpu: str,
     init_budget: float,
 ) -> None:
     """Run MODEL as a local Lambda function: the Invoke API on --port, instances on demand.
@@ -148,6 +182,11 @@ def serve(
         idle_timeout_s=idle_timeout,
         queue=queue,
         init_budget_s=init_budget,
+        log_format="JSON" if log_format.lower() == "json" else "Text",
+        application_log_level=log_level.upper(),
+        system_log_level=system_log_level.upper(),
+        cpu_share=cpu == "lambda",
+        architecture=_architecture(),
     )
     if binary_media_types and api != "rest":
         raise UsageError("--binary-media-types applies to --api rest (HTTP APIs base64 every binary body)")
@@ -168,17 +207,29 @@ def _gateway_refusal(exc: BaseException) -> tuple[int, list[tuple[str, str]], by
     return status, [("Content-Type", "application/json")], json.dumps({"message": message}).encode()
 
 
+def _architecture() -> str:
+    import platform
+
+    return "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
+
+
 def _function_name(bundle_name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]+", "-", bundle_name).strip("-")[:64] or "function"
 
 
 async def _serve(config: Any, host: str, port: int, gateway: Any) -> None:
+    from lambdalite.toolkit.local import dashboard
+    from lambdalite.toolkit.local.control import Control
     from lambdalite.toolkit.local.gateway import FrontDoor
+    from lambdalite.toolkit.local.metrics import Telemetry
     from lambdalite.toolkit.local.server import LambdaServer
 
     console = _Console(sys.stdout, sys.stderr)
     server = LambdaServer(config, log=console.line)
     server.fallback = FrontDoor(gateway, server.invoke, refused=_gateway_refusal)
+    Telemetry.attach(server)
+    dashboard.attach(server)
+    Control.attach(server)
     try:
         bound = await server.start(host, port)
     except OSError as exc:
@@ -274,6 +325,13 @@ class _Console:
             else ("REST API, payload 1.0, binary media types: " + (", ".join(gateway.binary_media_types) or "none"))
         )
         lines.append(f"  API Gateway http://{host}:{port}/  ({kind}; the page at /, POST /predict)")
+        lines.append(f"  dashboard   http://{host}:{port}/_lambdalite/   (Prometheus: GET /metrics)")
+        cpu = (
+            f"{c.memory_mb / 1769:.2f} vCPU per instance (1 per 1,769 MB, enforced)"
+            if c.cpu_share
+            else "the host's (--cpu host)"
+        )
+        lines.append(f"  CPU         {cpu}; logs {c.log_format}")
         if caps.mount:
             lines.append(
                 f"  sandbox     private tmpfs /tmp, read-only filesystem, Landlock ABI {caps.landlock or 'missing'}"

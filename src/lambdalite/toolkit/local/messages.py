@@ -98,6 +98,12 @@ class FunctionConfig:
     account: str = "123456789012"
     version: str = "$LATEST"
     event_retry_delays_s: tuple[float, ...] = (1.0, 2.0)  # Lambda waits ~1 min, then ~2 min
+    log_format: str = "Text"  # LoggingConfig.LogFormat: Text or JSON
+    application_log_level: str = "INFO"  # JSON only: TRACE, DEBUG, INFO, WARN, ERROR, FATAL
+    system_log_level: str = "INFO"  # JSON only: DEBUG, INFO, WARN
+    architecture: str = "x86_64"  # for prices and GetFunctionConfiguration
+    description: str = ""
+    cpu_share: bool = False  # give each instance Lambda's CPU for its memory size (toolkit/local/cpu.py)
 
 
 @dataclass(frozen=True, slots=True)
