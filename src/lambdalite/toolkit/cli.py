@@ -38,6 +38,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "destroy": "lambdalite.toolkit.deploy.commands:destroy",
     "logs": "lambdalite.toolkit.deploy.commands:logs",
     "serve": "lambdalite.toolkit.local.commands:serve",
+    "tune": "lambdalite.toolkit.tune.commands:tune",
     "import": "lambdalite.toolkit.convert.commands:import_command",
     "export": "lambdalite.toolkit.convert.commands:export_command",
 }
