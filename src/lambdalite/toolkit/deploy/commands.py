@@ -78,6 +78,23 @@ def _settings_options(defaults: bool) -> Callable[[F], F]:
                 help="Function URL auth: public (NONE) or SigV4 (AWS_IAM). [NONE]",
             ),
             click.option("--log-retention", type=int, default=default(14), help="Days to keep logs. [14]"),
+            click.option(
+                "--log-format",
+                type=click.Choice(["JSON", "Text"]),
+                default=default("JSON"),
+                help="LoggingConfig: JSON (Powertools' keys, platform.* records, log levels) or Text. [JSON]",
+            ),
+            click.option(
+                "--log-level",
+                type=click.Choice(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]),
+                default=default("INFO"),
+                help="JSON logs: the application log level. [INFO]",
+            ),
+            click.option(
+                "--metrics-namespace",
+                default=default("lambdalite"),
+                help="CloudWatch namespace of the function's EMF metrics; '' for none. [lambdalite]",
+            ),
         ]
         for option in reversed(options):
             func = option(func)
@@ -104,7 +121,18 @@ def _aws_options(func: F) -> F:
 def _settings(values: dict[str, Any], base: Any = None) -> Any:
     from lambdalite.toolkit.deploy.template import Settings
 
-    names = ("memory", "timeout", "ephemeral_storage", "api", "function_url", "url_auth", "log_retention")
+    names = (
+        "memory",
+        "timeout",
+        "ephemeral_storage",
+        "api",
+        "function_url",
+        "url_auth",
+        "log_retention",
+        "log_format",
+        "log_level",
+        "metrics_namespace",
+    )
     merged = base.to_dict() if base is not None else {}
     merged.update({name: values[name] for name in names if values.get(name) is not None})
     return Settings.from_dict(merged)

@@ -105,6 +105,9 @@ class Settings:
     function_url: bool = False
     url_auth: Literal["NONE", "AWS_IAM"] = "NONE"
     log_retention: int = 14
+    log_format: Literal["JSON", "Text"] = "JSON"
+    log_level: str = "INFO"  # JSON: the application log level
+    metrics_namespace: str = "lambdalite"  # EMF metrics in the function's records; "" for none
 
     def __post_init__(self) -> None:
         if not 128 <= self.memory <= 10240:
@@ -115,6 +118,12 @@ class Settings:
             raise UsageError(f"ephemeral storage (/tmp) must be 512 to 10240 MB, not {self.ephemeral_storage}")
         if self.api not in ("http", "rest", "none"):
             raise UsageError(f"api must be http, rest or none, not {self.api!r}")
+        if self.log_format not in ("JSON", "Text"):
+            raise UsageError(f"log format must be JSON or Text, not {self.log_format!r}")
+        if self.log_level not in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"):
+            raise UsageError(f"log level must be TRACE, DEBUG, INFO, WARN, ERROR or FATAL, not {self.log_level!r}")
+        if len(self.metrics_namespace) > 255 or self.metrics_namespace.startswith("AWS/"):
+            raise UsageError("metrics namespace must be at most 255 characters, not starting with AWS/")
         if self.log_retention not in LOG_RETENTION_DAYS:
             raise UsageError(
                 f"log retention must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} days, not {self.log_retention}"
@@ -198,6 +207,11 @@ def sam_template(
     """The SAM template. `code` is the zip (a local path or `{"Bucket", "Key"}`), or for an image
     function the image URI, or the build context directory when it is a local path."""
     environment = {"LAMBDALITE_MODEL": spec.model_env}
+    if spec.settings.metrics_namespace:
+        environment["LAMBDALITE_METRICS_NAMESPACE"] = spec.settings.metrics_namespace
+    logging: dict[str, Any] = {"LogFormat": spec.settings.log_format}
+    if spec.settings.log_format == "JSON":
+        logging.update(ApplicationLogLevel=spec.settings.log_level, SystemLogLevel="INFO")
     props: dict[str, Any] = {
         "FunctionName": {"Ref": "AWS::StackName"},
         "Description": spec.description,
@@ -207,6 +221,7 @@ def sam_template(
         "EphemeralStorage": {"Size": spec.settings.ephemeral_storage},
         "Role": {"Fn::GetAtt": ["FunctionRole", "Arn"]},
         "Environment": {"Variables": environment},
+        "LoggingConfig": logging,
     }
     function: dict[str, Any] = {"Type": "AWS::Serverless::Function", "DependsOn": "LogGroup"}
     if spec.image:
