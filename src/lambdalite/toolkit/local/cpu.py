@@ -7,11 +7,12 @@ reproduces that without touching the machine's cgroups:
 
 * CPU time, CFS-bandwidth style. A `Governor` thread in the emulator reads each instance's
   process CPU clock (`clock_gettime` on the process's CPU-time clock: every thread of it, in
-  nanoseconds) and gives it `vcpus(M) x period` of CPU time per `period` (20 ms). When an
-  instance has used its quota it is stopped (`SIGSTOP` through a pidfd, so a recycled pid can
-  never be hit) until the period ends, then continued (`SIGCONT`). What ran past the quota
-  before the stop took effect is charged to the next period, so the share holds on average
-  whatever the governor's wake-up latency. An idle instance uses no CPU and is never stopped.
+  nanoseconds). Each instance earns `vcpus(M)` seconds of CPU time per second of wall time in a
+  token bucket that holds at most one period's worth (20 ms); when it has used what it earned
+  it is stopped (`SIGSTOP` through a pidfd, so a recycled pid can never be hit) until the next
+  period starts (`SIGCONT`). What ran past the budget before the stop took effect is a debt paid
+  in the next period, so the share holds on average whatever the governor's wake-up latency.
+  An idle instance uses no CPU and is never stopped.
 * Threads. The function sees `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` and sizes its engine's thread
   pool to the vCPUs it buys (`lambdalite.engines.default_threads`), as it does on Lambda.
 
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 
 from lambdalite.engines import MB_PER_VCPU
 
-__all__ = ["MAX_VCPUS", "PERIOD_S", "Governor", "vcpus"]
+__all__ = ["MAX_VCPUS", "PERIOD_S", "Governor", "shared_governor", "vcpus"]
 
 MAX_VCPUS = 6.0  # at 10,240 MB
 PERIOD_S = 0.02
@@ -53,10 +54,11 @@ def _cpu_clock(pid: int) -> int:
 class _Entry:
     pid: int
     pidfd: int  # the governor's own duplicate
-    quota_ns: int
+    cpus: float
     clock: int
-    start_ns: int = 0
-    allowed_ns: int = 0  # this period's quota, less what the last one overran
+    last_ns: int = 0  # its CPU clock at the start of this period
+    last_wall: float = 0.0  # and the wall clock then
+    budget_ns: float = 0.0  # CPU time it may still use this period
     stopped: bool = False
     throttled_periods: int = 0
 
@@ -71,9 +73,24 @@ class Governor:
         self._wake = threading.Event()
         self._running = False
         self._thread: threading.Thread | None = None
+        self._users = 0
         self.cpu_s = 0.0  # CPU time the governor itself used
         self.periods = 0
         self.stops = 0
+
+    def retain(self) -> Governor:
+        """One more user (a server); the thread runs while anyone uses it."""
+        with self._lock:
+            self._users += 1
+        self.start()
+        return self
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            last = self._users <= 0
+        if last:
+            self.stop()
 
     def start(self) -> None:
         if self._thread is None:
@@ -95,7 +112,10 @@ class Governor:
 
     def add(self, pid: int, pidfd: int, cpus: float) -> None:
         """Limit process `pid` (its pidfd, duplicated here) to `cpus` CPUs of CPU time."""
-        entry = _Entry(pid, os.dup(pidfd), int(cpus * self.period_s * 1e9), _cpu_clock(pid))
+        entry = _Entry(pid, os.dup(pidfd), cpus, _cpu_clock(pid))
+        entry.last_ns = self._used(entry)
+        entry.last_wall = time.monotonic()
+        entry.budget_ns = cpus * self.period_s * 1e9
         with self._lock:
             old = self._entries.pop(pid, None)
             if old is not None:
@@ -117,7 +137,7 @@ class Governor:
     # -- the thread ------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        started = time.thread_time()
+        started = time.thread_time() - self.cpu_s
         while self._running:
             with self._lock:
                 idle = not self._entries
@@ -129,20 +149,22 @@ class Governor:
             self.cpu_s = time.thread_time() - started
 
     def _period(self) -> None:
+        """One period: every instance earns `cpus` x the wall time since the last period (a token
+        bucket holding at most one period's worth), pays for the CPU time it used, and runs while
+        it has budget left. Earning by the wall clock keeps the share exact when periods run long."""
         begin = time.monotonic()
         deadline = begin + self.period_s
         self.periods += 1
         with self._lock:
             for entry in self._entries.values():
                 now_ns = self._used(entry)
-                # What ran past the allowance (the stop takes effect a little late) is charged to
-                # this period, so the share holds on average whatever the wake-up latency.
-                overrun = (now_ns - entry.start_ns) - entry.allowed_ns if entry.start_ns else 0
-                entry.allowed_ns = entry.quota_ns - max(0, overrun)
-                entry.start_ns = now_ns
-                if entry.allowed_ns <= 0:
-                    continue  # still in debt: stays stopped for this whole period
-                if entry.stopped:
+                cap = entry.cpus * self.period_s * 1e9
+                earned = entry.cpus * (begin - entry.last_wall) * 1e9
+                # The bucket: what it held, plus what it earned, less what the process used (an
+                # overrun is a debt); never more than one period's worth.
+                entry.budget_ns = min(cap, entry.budget_ns + earned - (now_ns - entry.last_ns))
+                entry.last_ns, entry.last_wall = now_ns, begin
+                if entry.budget_ns > 0 and entry.stopped:
                     self._signal(entry, signal.SIGCONT)
                     entry.stopped = False
         while self._running:
@@ -154,15 +176,16 @@ class Governor:
                 for entry in self._entries.values():
                     if entry.stopped:
                         continue
-                    used = self._used(entry) - entry.start_ns
-                    left = entry.allowed_ns - used
+                    used = self._used(entry) - entry.last_ns
+                    # The budget keeps being earned while the period runs (it may run long).
+                    left = entry.budget_ns + entry.cpus * (now - begin) * 1e9 - used
                     if left <= 0:
                         self._signal(entry, signal.SIGSTOP)
                         entry.stopped = True
                         entry.throttled_periods += 1
                         self.stops += 1
                         continue
-                    # Used this fast so far (at least one CPU's rate): when would the quota run out?
+                    # Used this fast so far (at least one CPU's rate): when would the budget run out?
                     rate = max(1.0, used / max(1.0, (now - begin) * 1e9))
                     wake = min(wake, now + left / 1e9 / rate)
             time.sleep(max(_MIN_SLEEP_S, wake - time.monotonic()))
@@ -172,7 +195,7 @@ class Governor:
         try:
             return time.clock_gettime_ns(entry.clock)
         except OSError:  # gone: the instance removes it when it sees the exit
-            return entry.start_ns
+            return entry.last_ns
 
     @staticmethod
     def _signal(entry: _Entry, sig: int) -> None:
@@ -185,3 +208,16 @@ class Governor:
         if entry.stopped:
             self._signal(entry, signal.SIGCONT)
         os.close(entry.pidfd)
+
+
+_SHARED: Governor | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_governor() -> Governor:
+    """The process's one governor (several servers in one process share its thread)."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = Governor()
+        return _SHARED

@@ -52,7 +52,7 @@ from lambdalite.errors import (
     TooManyRequestsError,
 )
 from lambdalite.toolkit.local import protocol
-from lambdalite.toolkit.local.cpu import Governor
+from lambdalite.toolkit.local.cpu import Governor, shared_governor
 from lambdalite.toolkit.local.environment import lambda_environment
 from lambdalite.toolkit.local.http import HttpServer
 from lambdalite.toolkit.local.instances import Instance, Job, LogSink
@@ -194,8 +194,7 @@ class LambdaServer:
         if self._scratch is not None:
             self._sandbox["file_size_mb"] = self.config.ephemeral_mb
         if self.config.cpu_share and self.governor is None:
-            self.governor = Governor()
-            self.governor.start()
+            self.governor = shared_governor().retain()
 
     async def reconfigure(self, config: FunctionConfig) -> None:
         """Run later invocations with `config` (memory, timeout, environment...), as after Lambda's
@@ -224,7 +223,8 @@ class LambdaServer:
         await asyncio.gather(*(inst.close() for inst in list(self.instances)), return_exceptions=True)
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.governor is not None:
-            self.governor.stop()
+            self.governor.release()
+            self.governor = None
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
