@@ -6,7 +6,7 @@ The local Lambda (an in-process LambdaServer: real awslambdaric instances, Lambd
 for each memory size) serves efficientnet-lite0 with lambdalite's handler; the tuner talks
 boto3 to it (UpdateFunctionConfiguration, Invoke with the log tail) and sweeps 512 to 3,008 MB
 for two variants of the function's environment: the fp32 bundle and the int8 one. Each size:
-2 cold invocations (a changed environment forces a new instance) and 6 warm ones, the cat
+2 cold invocations (a changed environment forces a new instance) and 10 warm ones, the cat
 photo as the payload. Writes the table to BENCHMARKS.md and the chart to benchmarks/charts/.
 """
 
@@ -59,7 +59,7 @@ def main() -> None:
             memory=MEMORY,
             payloads=[payload],
             cold=2,
-            warm=6,
+            warm=10,
             variants=[
                 Variant("fp32", {"LAMBDALITE_MODEL": str(fp32)}),
                 Variant("int8", {"LAMBDALITE_MODEL": str(int8)}),
@@ -78,7 +78,7 @@ def main() -> None:
     body = f"""{stamp()} Load average at the end: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}.
 
 `benchmarks/bench_tune.py`: `lambdalite tune`'s code (boto3 against serve's control plane) on
-efficientnet-lite0, the cat photo as a base64 direct invoke, 2 cold and 6 warm invocations per
+efficientnet-lite0, the cat photo as a base64 direct invoke, 2 cold and 10 warm invocations per
 size and variant, serve giving each instance Lambda's CPU share for its memory size. Durations
 from REPORT; cost per million requests with {COLD_SHARE:.0%} cold starts (x86_64, us-east-1, before
 the free tier). {len(samples)} invocations in {elapsed:.0f} s.
@@ -88,7 +88,9 @@ the free tier). {len(samples)} invocations in {elapsed:.0f} s.
 {markdown_table(rows, COLD_SHARE)}
 The chart is also in SVG (`benchmarks/charts/tune-lite0.svg`), the samples in `tune-lite0.json`.
 Above 1,769 MB a function gets more than one vCPU; this machine has {cpus}, so sizes past
-{1769 * cpus:,} MB cannot be faster here than there. A warm request this short (tens of ms) starts
+{1769 * cpus:,} MB cannot be faster here than there, and the two engine threads a function runs from
+2,654 MB up compete with the other work on this shared machine: those sizes can come out slower
+here than on Lambda. A warm request this short (tens of ms) starts
 with up to one 20 ms period's worth of CPU banked while the instance was idle (CFS-bandwidth
 semantics), so below 1,769 MB it slows less than in proportion; a long CPU-bound request slows
 in proportion (see "CPU follows memory").
