@@ -23,7 +23,8 @@ from lambdalite.toolkit.local.cpu import vcpus
 from lambdalite.toolkit.local.metrics import Telemetry
 from lambdalite.toolkit.local.server import probe_sandbox
 
-from helpers.lambda_servers import ServerThread, config, lambda_client
+from helpers import HANDLERS
+from helpers.lambda_servers import ServeProcess, ServerThread, config, lambda_client
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +225,21 @@ def test_cpu_time_follows_memory(caps):
     assert share < 1.6 * vcpus(256), answer
     assert vcpus(1769) == 1.0 and vcpus(512) == pytest.approx(0.2894, abs=1e-4)
     assert vcpus(10240) == pytest.approx(10240 / 1769)  # CPU time; Lambda spreads it over 6 vCPUs
+
+
+def test_serve_log_format_json_from_the_command_line(tmp_path):
+    args = ["--handler", "work.levels", "--code-dir", str(HANDLERS), "--function-name", "levels"]
+    with ServeProcess(tmp_path, *args, "--log-format", "json", "--log-level", "WARN", "--cpu", "host") as served:
+        answer = lambda_client(served.url).invoke(FunctionName="levels", Payload=b"{}")
+        assert answer["StatusCode"] == 200
+        configuration = lambda_client(served.url).get_function_configuration(FunctionName="levels")
+    assert configuration["LoggingConfig"] == {
+        "LogFormat": "JSON",
+        "LogGroup": "/aws/lambda/levels",
+        "ApplicationLogLevel": "WARN",
+        "SystemLogLevel": "INFO",
+    }
+    types = [e["type"] for e in platform_events(served.stdout().splitlines())]
+    assert types == ["platform.initStart", "platform.start", "platform.report"]
+    assert '"a WARNING line"' in served.stdout() and '"a INFO line"' not in served.stdout()
+    assert "CPU         the host's (--cpu host); logs JSON" in served.stderr()
