@@ -26,9 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lambdalite.errors import LambdaliteError
+from lambdalite.errors import TuneError
 
-__all__ = ["NONCE", "Report", "Sample", "TuneError", "Variant", "parse_report", "sweep"]
+__all__ = ["NONCE", "Report", "Sample", "Variant", "parse_report", "sweep"]
 
 NONCE = "LAMBDALITE_TUNE_RUN"
 _REPORT = re.compile(
@@ -36,12 +36,6 @@ _REPORT = re.compile(
     r"\s+Memory Size: (?P<memory>\d+) MB\s+Max Memory Used: (?P<used>\d+) MB"
     r"(?:\s+Init Duration: (?P<init>[\d.]+) ms)?"
 )
-
-
-class TuneError(LambdaliteError):
-    """The sweep cannot go on (the function refused a configuration, or no REPORT came back)."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True, slots=True)
