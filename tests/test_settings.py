@@ -32,6 +32,9 @@ BAD = {
     "LAMBDALITE_URL_CONNECT_TIMEOUT": ("0", "a number of seconds above 0"),
     "LAMBDALITE_URL_TIMEOUT": ("inf", "a number of seconds above 0"),
     "LAMBDALITE_TRUST_CODE": ("please", "1 or 0"),
+    "AWS_LAMBDA_LOG_FORMAT": ("yaml", "Text or JSON"),
+    "AWS_LAMBDA_LOG_LEVEL": ("LOUD", "one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"),
+    "LAMBDALITE_METRICS_NAMESPACE": ("AWS/Lambda", "not starting with AWS/"),
 }
 # Free text: any value is a value (a reference, a bucket, a path); what it names is checked when used.
 FREE = {
@@ -43,6 +46,8 @@ FREE = {
     "LAMBDALITE_HOME",
     "XDG_CACHE_HOME",
     "AWS_LAMBDA_INITIALIZATION_TYPE",  # set by Lambda; a value it adds later must not fail the init
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "POWERTOOLS_SERVICE_NAME",
 }
 
 

@@ -35,7 +35,8 @@
     │       ├── SnapStartError               400 SnapStartException (an after-restore hook failed)
     │       └── SnapStartTimeoutError        408 SnapStartTimeoutException (the restore ran past 10 s)
     ├── BuildError                  an artifact could not be built or is over Lambda's limits
-    └── DeployError                 deploy, logs or destroy failed
+    ├── DeployError                 deploy, logs or destroy failed
+    └── TuneError                   a memory sweep could not go on (a configuration refused, no REPORT)
 
 Identity lives in the class: `status` is the HTTP status a gateway answer carries and
 `exit_code` what the CLI exits with. Inside a Lambda function the class name is what the
@@ -79,6 +80,7 @@ __all__ = [
     "SourceTimeoutError",
     "TooManyRequestsError",
     "TrustError",
+    "TuneError",
     "URLRefusedError",
     "UnsafeArchiveError",
     "UnsupportedMediaTypeError",
@@ -314,3 +316,8 @@ class BuildError(LambdaliteError):
 
 class DeployError(LambdaliteError):
     """Raised when deploy, logs or destroy cannot complete."""
+
+
+class TuneError(LambdaliteError):
+    """Raised when `lambdalite tune` cannot go on: the function refused a configuration, or an
+    invocation's log tail had no REPORT."""

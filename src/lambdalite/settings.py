@@ -30,19 +30,25 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CACHE_BYTES",
     "MAX_BATCH",
+    "LOG_LEVELS",
     "MAX_BODY_BYTES",
     "MAX_IMAGE_BYTES",
     "MAX_JPEG_SCANS",
     "MAX_PIXELS",
     "SHAPES",
     "VARIABLES",
+    "LogFormat",
     "ResponseShape",
     "Settings",
     "Variable",
     "parse_size",
+    "xray_trace_header",
 ]
 
 ResponseShape = Literal["djl", "scores", "top1"]
+LogFormat = Literal["text", "json"]
+# Lambda's application log levels (AWS_LAMBDA_LOG_LEVEL), least to most severe, as Python levels.
+LOG_LEVELS = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "WARN": 30, "ERROR": 40, "FATAL": 50}
 SHAPES: tuple[ResponseShape, ...] = ("djl", "scores", "top1")
 DEFAULT_CACHE_BYTES = 400 * 2**20
 MAX_BODY_BYTES = 6 * 2**20  # Lambda's synchronous payload limit
@@ -110,6 +116,33 @@ def _shape(raw: str) -> ResponseShape:
         if raw.strip() == shape:
             return shape
     raise _Invalid(f"one of {', '.join(SHAPES)}")
+
+
+def _log_format(raw: str) -> LogFormat:
+    value = raw.strip().lower()
+    if value == "json":
+        return "json"
+    if value == "text":
+        return "text"
+    raise _Invalid("Text or JSON")
+
+
+def _log_level(raw: str) -> int:
+    level = LOG_LEVELS.get(raw.strip().upper())
+    if level is None:
+        raise _Invalid(f"one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _namespace(raw: str) -> str | None:
+    text = raw.strip()
+    allowed = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-_/#: "
+    if len(text) > 255 or text.startswith("AWS/") or any(c not in allowed for c in text):
+        raise _Invalid(
+            "a CloudWatch namespace: up to 255 letters, digits and . - _ / # : or spaces, not starting "
+            "with AWS/ (such as lambdalite)"
+        )
+    return text or None
 
 
 def _networks(raw: str) -> tuple[IPNetwork, ...]:
@@ -181,6 +214,11 @@ VARIABLES: tuple[Variable, ...] = (
         _text,
         "how Lambda initialises this environment: on-demand, provisioned-concurrency or snap-start",
     ),
+    Variable("AWS_LAMBDA_FUNCTION_NAME", "function_name", _text, "the function's name"),
+    Variable("AWS_LAMBDA_LOG_FORMAT", "log_format", _log_format, "the log format: Text or JSON (LoggingConfig)"),
+    Variable("AWS_LAMBDA_LOG_LEVEL", "log_level", _log_level, "JSON logs: the least severe level written"),
+    Variable("POWERTOOLS_SERVICE_NAME", "service", _text, "the `service` of JSON log records"),
+    Variable("LAMBDALITE_METRICS_NAMESPACE", "metrics_namespace", _namespace, "CloudWatch EMF metrics namespace"),
 )
 
 
@@ -211,6 +249,11 @@ class Settings(NamedTuple):
     url_timeout: float = 10.0
     trust_code: bool = False
     initialization_type: str | None = None
+    function_name: str | None = None
+    log_format: LogFormat = "text"
+    log_level: int = LOG_LEVELS["INFO"]
+    service: str = "lambdalite"
+    metrics_namespace: str | None = None  # set: every log record carries its metrics (EMF)
     in_lambda: bool = False  # running as a Lambda function (or a local instance of one)
 
     @classmethod
@@ -257,3 +300,10 @@ class Settings(NamedTuple):
     @property
     def cache(self) -> Cache:
         return Cache(self.cache_home, self.cache_bytes)
+
+
+def xray_trace_header() -> str | None:
+    """The invocation's X-Ray trace header, which the runtime client passes in `_X_AMZN_TRACE_ID`
+    and changes before each invocation: the one value read from the environment per request
+    (for the `xray_trace_id` of JSON log records), not a setting."""
+    return os.environ.get("_X_AMZN_TRACE_ID")

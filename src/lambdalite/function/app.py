@@ -20,10 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lambdalite.core.images import CLOCK
 from lambdalite.errors import ImageDecodeError, InternalError, LambdaliteError, ModelNotFoundError
 from lambdalite.function import inputs as inputs_
+from lambdalite.function import logs
 from lambdalite.function.events import infer
-from lambdalite.function.logs import log_json, log_request, log_unexpected, result_fields
+from lambdalite.function.logs import COLD_START_METRICS, log_json, log_request, log_unexpected, result_fields
 from lambdalite.function.routes import Route, Router
 from lambdalite.function.types import LambdaContext
 from lambdalite.function.web import HttpRequest, HttpResponse, json_response
@@ -85,6 +87,8 @@ class Function:
         # Seed 001 returns a score for every class; the other shapes default to the manifest's top_k.
         self.scores_top_k = len(labels) if self.shape == "scores" and labels is not None else None
         self.router = Router(self.routes())
+        manifest = model.bundle.manifest
+        logs.configure(self.settings, model=manifest.name, version=manifest.version)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, build_zoo: Builder | None = None) -> Function:
@@ -101,6 +105,7 @@ class Function:
         t = model.timings
         log_json(
             "cold_start",
+            metrics=COLD_START_METRICS,
             model=model.name,
             task=model.bundle.manifest.task,
             engine=model.bundle.manifest.engine,
@@ -110,6 +115,7 @@ class Function:
             sessionMs=round(t.get("session_ms", 0.0), 2),
             firstRunMs=round(t.get("warmup_ms", 0.0), 2),
             initMs=round((time.perf_counter() - t0) * 1e3, 2),
+            coldStart=1,
         )
         return function
 
@@ -150,6 +156,13 @@ class Function:
     # -- per request -------------------------------------------------------------------------
 
     def __call__(self, event: Any, context: LambdaContext | None = None) -> Any:
+        logs.begin(context)
+        try:
+            return self._answer(event, context)
+        finally:
+            logs.end()
+
+    def _answer(self, event: Any, context: LambdaContext | None) -> Any:
         start = time.perf_counter()
         request_id = context.aws_request_id if context is not None else None
         source = infer(event)
@@ -178,7 +191,8 @@ class Function:
     def _direct(self, event: Any, request_id: str | None, start: float) -> Any:
         try:
             parsed = inputs_.from_json(event, max_bytes=self.settings.max_body_bytes, max_batch=self.settings.max_batch)
-            results = self.predict(parsed)
+            phases: dict[str, Any] = {}
+            results = self.predict(parsed, phases)
         except LambdaliteError as exc:
             log_request(
                 request_id=request_id, source="direct", error=exc, duration_ms=(time.perf_counter() - start) * 1e3
@@ -193,6 +207,7 @@ class Function:
             status=200,
             duration_ms=(time.perf_counter() - start) * 1e3,
             **self._result_fields(parsed, results),
+            **phases,
         )
         if self.shape == "top1":
             return {"statusCode": 200, "body": body}  # seed 004's envelope for direct invokes
@@ -212,21 +227,38 @@ class Function:
         parsed = inputs_.from_request(
             request, max_bytes=self.settings.max_body_bytes, max_batch=self.settings.max_batch
         )
+        phases: dict[str, Any] = {}
         try:
-            results = self.predict(parsed)
+            results = self.predict(parsed, phases)
         except ImageDecodeError as exc:
             if request.text_body and request.source == "rest":
                 raise ImageDecodeError(str(exc) + _TEXT_HINT) from exc
             raise
-        log.update(self._result_fields(parsed, results))
+        log.update(self._result_fields(parsed, results), **phases)
         return json_response(self._body(parsed, results))
 
-    def predict(self, parsed: inputs_.Inputs) -> list[Any]:
+    def predict(self, parsed: inputs_.Inputs, phases: dict[str, Any] | None = None) -> list[Any]:
+        """The model's answers; `phases` gets how long fetching, decoding, preprocessing and the
+        model itself (inference and postprocessing) took, in ms."""
+        t0 = time.perf_counter()
         images = [self.fetch(i) if isinstance(i, str) else i for i in parsed.images]
         options = dict(parsed.options)
         if self.scores_top_k is not None and "top_k" not in options:
             options["top_k"] = self.scores_top_k
-        return self.model.predict(images, **options)
+        t1 = time.perf_counter()
+        CLOCK.take()
+        results = self.model.predict(images, **options)
+        total_ms = (time.perf_counter() - t1) * 1e3
+        decode_ms, preprocess_ms = CLOCK.take()
+        if phases is not None:
+            if any(isinstance(i, str) for i in parsed.images):
+                phases["fetchMs"] = round((t1 - t0) * 1e3, 3)
+            phases.update(
+                decodeMs=round(decode_ms, 3),
+                preprocessMs=round(preprocess_ms, 3),
+                inferenceMs=round(max(0.0, total_ms - decode_ms - preprocess_ms), 3),
+            )
+        return results
 
     def fetch(self, url: str) -> bytes:
         if self._fetch is None:

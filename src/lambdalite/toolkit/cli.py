@@ -39,6 +39,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "logs": "lambdalite.toolkit.deploy.commands:logs",
     "api-key": "lambdalite.toolkit.deploy.commands:api_key",
     "serve": "lambdalite.toolkit.local.commands:serve",
+    "tune": "lambdalite.toolkit.tune.commands:tune",
     "import": "lambdalite.toolkit.convert.commands:import_command",
     "export": "lambdalite.toolkit.convert.commands:export_command",
 }

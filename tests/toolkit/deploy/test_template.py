@@ -85,7 +85,12 @@ def test_function_is_configured_as_asked():
     assert props["Runtime"] == "python3.12"
     assert props["Architectures"] == ["arm64"]
     assert (props["MemorySize"], props["Timeout"], props["EphemeralStorage"]) == (3008, 20, {"Size": 1024})
-    assert props["Environment"]["Variables"] == {"LAMBDALITE_MODEL": "/var/task/model"}
+    assert props["Environment"]["Variables"] == {
+        "LAMBDALITE_MODEL": "/var/task/model",
+        "LAMBDALITE_METRICS_NAMESPACE": "lambdalite",
+    }
+    # Lambda's JSON log format: Powertools-shaped records, platform.* events, log levels.
+    assert props["LoggingConfig"] == {"LogFormat": "JSON", "ApplicationLogLevel": "INFO", "SystemLogLevel": "INFO"}
     assert props["Code"] == {"S3Bucket": S3["Bucket"], "S3Key": S3["Key"]}
     assert props["FunctionName"] == {"Ref": "AWS::StackName"}
     log_group = template["Resources"]["LogGroup"]
@@ -93,6 +98,13 @@ def test_function_is_configured_as_asked():
         "LogGroupName": {"Fn::Sub": "/aws/lambda/${AWS::StackName}"},
         "RetentionInDays": 14,
     }
+
+
+def test_text_logs_and_no_metrics_when_asked():
+    settings = {"log_format": "Text", "metrics_namespace": ""}
+    props = expand(sam_template(spec(**settings), code=S3), "eu-west-1")["Resources"]["Function"]["Properties"]
+    assert props["LoggingConfig"] == {"LogFormat": "Text"}
+    assert props["Environment"]["Variables"] == {"LAMBDALITE_MODEL": "/var/task/model"}
 
 
 def role_statements(template: dict) -> list[dict]:

@@ -114,6 +114,23 @@ def _settings_options(defaults: bool) -> Callable[[F], F]:
                 help="SnapStart: publish a version (alias live) that Lambda snapshots after its init; "
                 "zip, python3.12+, /tmp up to 512 MB. [off]",
             ),
+            click.option(
+                "--log-format",
+                type=click.Choice(["JSON", "Text"]),
+                default=default("JSON"),
+                help="LoggingConfig: JSON (Powertools' keys, platform.* records, log levels) or Text. [JSON]",
+            ),
+            click.option(
+                "--log-level",
+                type=click.Choice(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]),
+                default=default("INFO"),
+                help="JSON logs: the application log level. [INFO]",
+            ),
+            click.option(
+                "--metrics-namespace",
+                default=default("lambdalite"),
+                help="CloudWatch namespace of the function's EMF metrics; '' for none. [lambdalite]",
+            ),
         ]
         for option in reversed(options):
             func = option(func)
@@ -153,6 +170,9 @@ _SETTINGS = (
     "reserved_concurrency",
     "cors_origins",
     "snapstart",
+    "log_format",
+    "log_level",
+    "metrics_namespace",
 )
 # Settings whose defaults follow from --auth: a new --auth on deploy re-derives them.
 _DERIVED_FROM_AUTH = ("api", "url_auth", "quota", "jwt_issuer", "jwt_audience")

@@ -135,6 +135,9 @@ class Settings:
     reserved_concurrency: int | None = None
     cors_origins: tuple[str, ...] = ()
     snapstart: bool = False
+    log_format: Literal["JSON", "Text"] = "JSON"
+    log_level: str = "INFO"  # JSON: the application log level
+    metrics_namespace: str = "lambdalite"  # EMF metrics in the function's records; "" for none
 
     def __post_init__(self) -> None:
         _resolve_access(self)
@@ -146,6 +149,12 @@ class Settings:
             raise UsageError(f"ephemeral storage (/tmp) must be 512 to 10240 MB, not {self.ephemeral_storage}")
         if self.api not in ("http", "rest", "none"):
             raise UsageError(f"api must be http, rest or none, not {self.api!r}")
+        if self.log_format not in ("JSON", "Text"):
+            raise UsageError(f"log format must be JSON or Text, not {self.log_format!r}")
+        if self.log_level not in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"):
+            raise UsageError(f"log level must be TRACE, DEBUG, INFO, WARN, ERROR or FATAL, not {self.log_level!r}")
+        if len(self.metrics_namespace) > 255 or self.metrics_namespace.startswith("AWS/"):
+            raise UsageError("metrics namespace must be at most 255 characters, not starting with AWS/")
         if self.log_retention not in LOG_RETENTION_DAYS:
             raise UsageError(
                 f"log retention must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} days, not {self.log_retention}"
@@ -383,6 +392,11 @@ def sam_template(
     """The SAM template. `code` is the zip (a local path or `{"Bucket", "Key"}`), or for an image
     function the image URI, or the build context directory when it is a local path."""
     environment = {"LAMBDALITE_MODEL": spec.model_env}
+    if spec.settings.metrics_namespace:
+        environment["LAMBDALITE_METRICS_NAMESPACE"] = spec.settings.metrics_namespace
+    logging: dict[str, Any] = {"LogFormat": spec.settings.log_format}
+    if spec.settings.log_format == "JSON":
+        logging.update(ApplicationLogLevel=spec.settings.log_level, SystemLogLevel="INFO")
     props: dict[str, Any] = {
         "FunctionName": {"Ref": "AWS::StackName"},
         "Description": spec.description,
@@ -392,6 +406,7 @@ def sam_template(
         "EphemeralStorage": {"Size": spec.settings.ephemeral_storage},
         "Role": {"Fn::GetAtt": ["FunctionRole", "Arn"]},
         "Environment": {"Variables": environment},
+        "LoggingConfig": logging,
     }
     function: dict[str, Any] = {"Type": "AWS::Serverless::Function", "DependsOn": "LogGroup"}
     if spec.settings.snapstart:

@@ -8,6 +8,11 @@
     process.py      one runtime process: spawn, output pipe, pidfd, memory, kill
     instances.py    one instance: its process, its Runtime API listener, its limits
     server.py       the Invoke API and the scheduler; `LambdaServer.invoke` is the in-process seam
+    platform.py     the platform's log lines in Lambda's Text and JSON formats, log levels
+    cpu.py          CPU time by memory size: a governor stopping and continuing instances
+    metrics.py      what happened, counted: Prometheus /metrics and the dashboard's data
+    dashboard.py    the live dashboard at /_lambdalite/ (dashboard.html, self-contained)
+    control.py      GetFunction(Configuration) and UpdateFunctionConfiguration, for boto3 and `tune`
     client.py       a plain-HTTP Invoke API client
     commands.py     `lambdalite serve` and `lambdalite invoke`
 

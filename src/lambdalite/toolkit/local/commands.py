@@ -133,6 +133,36 @@ _STATUS_EVERY_S = 10.0  # without a terminal, one summary line at most this ofte
     help="SnapStart: run the init once into a snapshot (version 1, alias live); every instance is restored "
     "from it (a fork here) and runs the after-restore hooks before its first request.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    default="text",
+    show_default=True,
+    help="Lambda's log format (LoggingConfig): text (START/END/REPORT) or json (platform.* records; "
+    "the function gets AWS_LAMBDA_LOG_FORMAT=JSON).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="JSON format: the application log level (AWS_LAMBDA_LOG_LEVEL).",
+)
+@click.option(
+    "--system-log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARN"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="JSON format: the platform's log level (DEBUG adds runtimeDone, initRuntimeDone, initReport).",
+)
+@click.option(
+    "--cpu",
+    type=click.Choice(["lambda", "host"]),
+    default="lambda",
+    show_default=True,
+    help="lambda: each instance gets the CPU time Lambda gives --memory (1 vCPU per 1,769 MB); "
+    "host: as much as the machine gives.",
+)
 @click.option("--init-budget", default=10.0, hidden=True, type=click.FloatRange(min=0.1))
 @click.option("--restore-budget", default=10.0, hidden=True, type=click.FloatRange(min=0.1))
 def serve(
@@ -166,6 +196,10 @@ def serve(
     jwks: str | None,
     invoke_auth: str,
     snapstart: bool,
+    log_format: str,
+    log_level: str,
+    system_log_level: str,
+    cpu: str,
     init_budget: float,
     restore_budget: float,
 ) -> None:
@@ -232,6 +266,11 @@ def serve(
         restore_budget_s=restore_budget,
         version="1" if snapstart else "$LATEST",  # SnapStart applies to published versions only
         alias="live" if snapstart else None,
+        log_format="JSON" if log_format.lower() == "json" else "Text",
+        application_log_level=log_level.upper(),
+        system_log_level=system_log_level.upper(),
+        cpu_share=cpu == "lambda",
+        architecture=_architecture(),
     )
     if region:  # the region SigV4 scopes are checked against: ARNs name it too
         config.region = region
@@ -316,6 +355,12 @@ def _gateway_refusal(exc: BaseException) -> tuple[int, list[tuple[str, str]], by
     return status, [("Content-Type", "application/json")], json.dumps({"message": message}).encode()
 
 
+def _architecture() -> str:
+    import platform
+
+    return "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
+
+
 def _function_name(bundle_name: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]+", "-", bundle_name).strip("-")[:64] or "function"
 
@@ -330,8 +375,11 @@ async def _serve(
     invoke_auth: str,
     show_key: bool = False,
 ) -> None:
+    from lambdalite.toolkit.local import dashboard
+    from lambdalite.toolkit.local.control import Control
     from lambdalite.toolkit.local.gateway import FrontDoor
     from lambdalite.toolkit.local.guard import Guard, InvokeAuth
+    from lambdalite.toolkit.local.metrics import Telemetry
     from lambdalite.toolkit.local.server import LambdaServer
 
     console = _Console(sys.stdout, sys.stderr)
@@ -344,6 +392,9 @@ async def _serve(
         server.fallback = Guard(rules, server.fallback)
     if invoke_auth == "iam":
         server.invoke_auth = InvokeAuth(rules.credentials, rules.region)
+    Telemetry.attach(server)
+    dashboard.attach(server)
+    Control.attach(server)
     try:
         bound = await server.start(host, port)
     except OSError as exc:
@@ -448,6 +499,13 @@ class _Console:
                 f"  snapstart   init ran once ({server.snapshot.init_ms:.0f} ms) into the snapshot of version "
                 f"{c.version} (alias {c.alias}); every instance is restored from it"
             )
+        lines.append(f"  dashboard   http://{host}:{port}/_lambdalite/   (Prometheus: GET /metrics)")
+        cpu = (
+            f"{c.memory_mb / 1769:.2f} vCPU per instance (1 per 1,769 MB, enforced)"
+            if c.cpu_share
+            else "the host's (--cpu host)"
+        )
+        lines.append(f"  CPU         {cpu}; logs {c.log_format}")
         if caps.mount:
             lines.append(
                 f"  sandbox     private tmpfs /tmp, read-only filesystem, Landlock ABI {caps.landlock or 'missing'}"

@@ -188,5 +188,8 @@ def lambda_environment(
         del env["AWS_LAMBDA_LOG_GROUP_NAME"], env["AWS_LAMBDA_LOG_STREAM_NAME"]
     if config.model_dir:
         env["LAMBDALITE_MODEL"] = config.model_dir
+    if config.log_format.upper() == "JSON":  # LoggingConfig, as the runtime sees it
+        env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+        env["AWS_LAMBDA_LOG_LEVEL"] = config.application_log_level
     env.update(config.environment)
     return env

@@ -30,8 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lambdalite.toolkit.local import protocol
+from lambdalite.toolkit.local.cpu import Governor, vcpus
 from lambdalite.toolkit.local.http import HttpServer
 from lambdalite.toolkit.local.messages import FunctionConfig, Outcome, OutcomeKind, Reply, Request
+from lambdalite.toolkit.local.platform import platform_log
 from lambdalite.toolkit.local.process import RuntimeProcess
 
 __all__ = ["Instance", "Job", "LogSink"]
@@ -75,6 +77,12 @@ class Instance:
         self.on_dead = on_dead
         self.sandbox = sandbox
         self.runtime = HttpServer(self._runtime_request, max_body=protocol.RESPONSE_LIMIT)
+        self.platform = platform_log(
+            config.log_format,
+            function_name=config.name,
+            system_level=config.system_log_level,
+            application_level=config.application_log_level,
+        )
         self.port = 0
         self.proc: RuntimeProcess | None = None
         self.initialized = False
@@ -97,6 +105,7 @@ class Instance:
         self._memory_timer: asyncio.TimerHandle | None = None
         self._exited = asyncio.Event()
         self.closed: asyncio.Task[None] | None = None  # the Runtime API listener closing, once dead
+        self.governor: Governor | None = None  # set: the process gets Lambda's CPU for the memory size
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -124,8 +133,9 @@ class Instance:
         )
         self.proc = proc
         self.initialized = False
-        v = sys.version_info
-        self._emit(f"INIT_START Runtime Version: python:{v.major}.{v.minor} (lambdalite, awslambdaric)")
+        if self.governor is not None:
+            self.governor.add(proc.pid, proc.pidfd, vcpus(self.config.memory_mb))
+        self._platform(self.platform.init_start(self.config.version))
         if not self.suppressed_init:
             loop = asyncio.get_running_loop()
             self._init_timer = loop.call_later(self.config.init_budget_s, self._on_init_budget, proc)
@@ -216,6 +226,7 @@ class Instance:
         self._cancel_init_timer()
         if not self.suppressed_init:
             self.init_ms = (time.perf_counter() - self.proc.spawned_at) * 1e3
+            self._platform(self.platform.init_done(self.init_ms))
         self.init_lines = []
 
     def _deliver(self) -> Reply:
@@ -244,7 +255,7 @@ class Instance:
     def _begin(self, job: Job) -> None:
         """The invocation's clock starts: START is logged."""
         self.started_at = time.perf_counter()
-        self._emit(protocol.start_line(job.request_id, self.config.version))
+        self._platform(self.platform.start(job.request_id, self.config.version, job.trace_id))
 
     def _deadline(self) -> float:
         loop = asyncio.get_running_loop()
@@ -271,11 +282,11 @@ class Instance:
         phase = "invoke" if self.suppressed_init else "init"
         job = self.job
         if job is None or self.done is None or self.done.done():
-            self._emit(protocol.init_report_line(init_ms, phase, status, error_type))
+            self._platform(self.platform.init_report(init_ms, phase, status, error_type))
             return
         job.lines.extend(self.init_lines)
         self.delivered = True
-        self._emit(protocol.init_report_line(init_ms, phase, status, error_type))
+        self._platform(self.platform.init_report(init_ms, phase, status, error_type))
         if not self.suppressed_init:
             self._begin(job)
         self._finish(
@@ -319,8 +330,8 @@ class Instance:
             restore_ms,
             billed_restore_ms,
         )
-        self._emit(protocol.end_line(job.request_id))
-        self._emit(protocol.report_line(report))
+        function_error = error_type if kind == "error" else None
+        self._platform(self.platform.end(report, function_error=function_error, trace_id=job.trace_id))
         outcome = Outcome(
             kind,
             payload,
@@ -352,7 +363,7 @@ class Instance:
         if job is None:
             return
         if not self.initialized:  # a suppressed init that did not finish in time
-            self._emit(protocol.init_report_line(self.config.timeout_s * 1e3, "invoke", "timeout"))
+            self._platform(self.platform.init_report(self.config.timeout_s * 1e3, "invoke", "timeout"))
         self._finish(
             "timeout", protocol.timeout_payload(job.request_id, self.config.timeout_s), error_type="Sandbox.Timedout"
         )
@@ -362,7 +373,7 @@ class Instance:
         self._init_timer = None
         if proc is not self.proc or self.initialized or self.dead:
             return
-        self._emit(protocol.init_report_line(self.config.init_budget_s * 1e3, "init", "timeout"))
+        self._platform(self.platform.init_report(self.config.init_budget_s * 1e3, "init", "timeout"))
         self.kill()
         job = self.job
         if job is None:
@@ -376,6 +387,8 @@ class Instance:
         self._spawn()
 
     def _on_exit(self, proc: RuntimeProcess, returncode: int) -> None:
+        if self.governor is not None:
+            self.governor.remove(proc.pid)
         if proc is not self.proc:  # a process we replaced (suppressed init)
             return
         job = self.job
@@ -467,7 +480,12 @@ class Instance:
     # -- output --------------------------------------------------------------------------------------
 
     def _on_line(self, line: str) -> None:
-        self._emit(line, from_function=True)
+        if self.platform.keep(line):  # JSON format: Lambda drops records below the application log level
+            self._emit(line, from_function=True)
+
+    def _platform(self, lines: list[str]) -> None:
+        for line in lines:
+            self._emit(line)
 
     def _emit(self, line: str, *, from_function: bool = False) -> None:
         self.log(line)

@@ -109,6 +109,12 @@ class FunctionConfig:
     snapshot_budget_s: float | None = None  # the snapshot's init; None: 130 s or the timeout, the longer
     restore_budget_s: float = 10.0  # SnapStart: loading the runtime and the after-restore hooks
     alias: str | None = None  # a name invokes may use as the qualifier (SnapStart: the published version's alias)
+    log_format: str = "Text"  # LoggingConfig.LogFormat: Text or JSON
+    application_log_level: str = "INFO"  # JSON only: TRACE, DEBUG, INFO, WARN, ERROR, FATAL
+    system_log_level: str = "INFO"  # JSON only: DEBUG, INFO, WARN
+    architecture: str = "x86_64"  # for prices and GetFunctionConfiguration
+    description: str = ""
+    cpu_share: bool = False  # give each instance Lambda's CPU for its memory size (toolkit/local/cpu.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import lambdalite
 from lambdalite.errors import (
@@ -59,6 +60,7 @@ from lambdalite.errors import (
     TooManyRequestsError,
 )
 from lambdalite.toolkit.local import protocol
+from lambdalite.toolkit.local.cpu import Governor, shared_governor
 from lambdalite.toolkit.local.environment import lambda_environment
 from lambdalite.toolkit.local.http import PUBLIC_LIMITS, HttpLimits, HttpServer
 from lambdalite.toolkit.local.instances import Instance, Job, LogSink
@@ -71,12 +73,26 @@ __all__ = [
     "MAX_QUEUED_EVENT_BYTES",
     "Fallback",
     "LambdaServer",
+    "Observer",
+    "Route",
     "Summary",
     "not_found",
     "probe_sandbox",
 ]
 
 Fallback = Callable[[str, str, str, Mapping[str, str], bytes], Awaitable[tuple[int, Sequence[tuple[str, str]], bytes]]]
+# A route of the serve port's own (metrics, dashboard, control plane): a Reply, or None to pass.
+Route = Callable[[Request], Awaitable[Reply | None]]
+
+
+class Observer(Protocol):
+    """Told of every answered invocation and every throttle (metrics, the dashboard)."""
+
+    def invoked(self, result: InvokeResult) -> None: ...
+
+    def throttled(self) -> None: ...
+
+
 _FRONT_DOOR_BODY_LIMIT = 10 * 2**20  # API Gateway's payload limit; the Invoke API checks its own 6 MB
 _STATS_WINDOW = 100_000
 MAX_QUEUED_EVENTS = 100_000
@@ -190,6 +206,9 @@ class LambdaServer:
         self.snapshot: Snapshot | None = None
         self.invocations = self.cold_starts = self.errors = self.throttles = 0
         self.closing = False
+        self.observers: list[Observer] = []
+        self.routes: list[Route] = []  # tried in order before the front door
+        self.governor: Governor | None = None  # CPU time by memory size (config.cpu_share)
         self._numbers = 0
         self._reaper: asyncio.Task[None] | None = None
         self._scratch: str | None = None
@@ -203,6 +222,19 @@ class LambdaServer:
         """Prepare the sandbox and listen; returns the bound port."""
         if self.caps is None:
             self.caps = await asyncio.to_thread(probe_sandbox)
+        self._prepare()
+        if not self.caps.mount:
+            self._scratch = tempfile.mkdtemp(prefix="lambdalite-")
+            self._sandbox["file_size_mb"] = self.config.ephemeral_mb
+        if self.config.snapstart:
+            await self._create_snapshot()
+        bound = await self.http.start(host, port)
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
+        return bound
+
+    def _prepare(self) -> None:
+        """The environment and sandbox every new instance gets, from the configuration."""
+        assert self.caps is not None
         spec = importlib.util.find_spec("awslambdaric")
         runtime_dir = str(Path(spec.origin).parent.parent) if spec and spec.origin else ""
         code_dir = str(Path(self.config.code_dir).resolve())
@@ -232,14 +264,22 @@ class LambdaServer:
             # address space than they touch (thread stacks, allocator arenas), so leave room.
             "address_space_mb": max(4 * self.config.memory_mb, self.config.memory_mb + 8192),
         }
-        if not self.caps.mount:
-            self._scratch = tempfile.mkdtemp(prefix="lambdalite-")
+        if self._scratch is not None:
             self._sandbox["file_size_mb"] = self.config.ephemeral_mb
-        if self.config.snapstart:
-            await self._create_snapshot()
-        bound = await self.http.start(host, port)
-        self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
-        return bound
+        if self.config.cpu_share and self.governor is None:
+            self.governor = shared_governor().retain()
+
+    async def reconfigure(self, config: FunctionConfig) -> None:
+        """Run later invocations with `config` (memory, timeout, environment...), as after Lambda's
+        UpdateFunctionConfiguration: every instance is retired (an idle one now, a busy one when its
+        invocation ends) and the next invocation starts a new one (a cold start)."""
+        self.config = config
+        if self.caps is not None:
+            self._prepare()
+        for instance in list(self.instances):
+            instance.retiring = True
+        idle, self.idle = self.idle, []
+        await asyncio.gather(*(instance.close() for instance in idle), return_exceptions=True)
 
     async def _create_snapshot(self) -> None:
         """SnapStart: run the init once, in the template every instance will be forked from."""
@@ -274,6 +314,9 @@ class LambdaServer:
         if self.snapshot is not None:
             await self.snapshot.close()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.governor is not None:
+            self.governor.release()
+            self.governor = None
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
         if self._spool is not None:
@@ -455,7 +498,7 @@ class LambdaServer:
             self.restores.append(outcome.billed_restore_ms)
         failed = outcome.kind != "response"
         self.errors += failed
-        return InvokeResult(
+        result = InvokeResult(
             job.request_id,
             200,
             outcome.payload,
@@ -471,6 +514,9 @@ class LambdaServer:
             outcome.restore_ms,
             outcome.billed_restore_ms,
         )
+        for observer in self.observers:
+            observer.invoked(result)
+        return result
 
     # -- scheduling ----------------------------------------------------------------------------------
 
@@ -485,6 +531,8 @@ class LambdaServer:
             return await self._new_instance()
         if not wait and not (self.events_running and not event):
             self.throttles += 1
+            for observer in self.observers:
+                observer.throttled()
             raise TooManyRequestsError("Rate Exceeded.", reason="ReservedFunctionConcurrentInvocationLimitExceeded")
         waiter: asyncio.Future[Instance] = asyncio.get_running_loop().create_future()
         (self.event_waiters if event else self.waiters).append(waiter)
@@ -539,6 +587,7 @@ class LambdaServer:
                 on_dead=self._on_dead,
                 sandbox=sandbox,
             )
+        instance.governor = self.governor if self.config.cpu_share else None
         self.instances.append(instance)
         self.cold_starts += 1
         try:
@@ -551,7 +600,11 @@ class LambdaServer:
     def _release(self, instance: Instance) -> None:
         if self.closing:
             return
-        if not instance.usable:  # killed: its place is free for whoever waits
+        if not instance.usable:  # killed (or retired): its place is free for whoever waits
+            if not instance.dead:  # retired by a new configuration: stop it now
+                stopping = asyncio.get_running_loop().create_task(instance.close())
+                self._background.add(stopping)
+                stopping.add_done_callback(self._background.discard)
             if self._waiting():
                 asyncio.get_running_loop().create_task(self._start_for_waiter())
             return
@@ -608,6 +661,10 @@ class LambdaServer:
     async def handle(self, request: Request) -> Reply:
         raw_name = protocol.match_invoke(request.method, request.path)
         if raw_name is None:
+            for route in self.routes:
+                reply = await route(request)
+                if reply is not None:
+                    return reply
             if request.body_dropped:  # over API Gateway's 10 MB: the front door never sees it
                 return Reply(413, [("Content-Type", "application/json")], b'{"message":"Request Too Long"}')
             status, headers, body = await self.fallback(
