@@ -22,7 +22,7 @@ from typing import Any
 
 from lambdalite.errors import ImageDecodeError, InternalError, LambdaliteError, ModelNotFoundError
 from lambdalite.function import inputs as inputs_
-from lambdalite.function.events import infer
+from lambdalite.function.events import batch_kind, infer
 from lambdalite.function.logs import log_json, log_request, log_unexpected, result_fields
 from lambdalite.function.routes import Route, Router
 from lambdalite.function.types import LambdaContext
@@ -154,6 +154,11 @@ class Function:
         request_id = context.aws_request_id if context is not None else None
         source = infer(event)
         if source is None:
+            kind = batch_kind(event)
+            if kind is not None:  # S3, SQS, SNS, EventBridge, S3 Batch Operations: function/batch.py
+                from lambdalite.function.batch import handle
+
+                return handle(self, event, kind, context)
             return self._direct(event, request_id, start)
         fields: dict[str, Any] = {}
         error: LambdaliteError | None
@@ -178,7 +183,7 @@ class Function:
     def _direct(self, event: Any, request_id: str | None, start: float) -> Any:
         try:
             parsed = inputs_.from_json(event, max_bytes=self.settings.max_body_bytes)
-            results = self.predict(parsed)
+            results = self.predict(parsed, s3=True)
         except LambdaliteError as exc:
             log_request(
                 request_id=request_id, source="direct", error=exc, duration_ms=(time.perf_counter() - start) * 1e3
@@ -219,14 +224,19 @@ class Function:
         log.update(self._result_fields(parsed, results))
         return json_response(self._body(parsed, results))
 
-    def predict(self, parsed: inputs_.Inputs) -> list[Any]:
-        images = [self.fetch(i) if isinstance(i, str) else i for i in parsed.images]
+    def predict(self, parsed: inputs_.Inputs, *, s3: bool = False) -> list[Any]:
+        """Run the request's images; `s3`: it may name s3:// objects (direct invokes, never HTTP)."""
+        images = [self.fetch(i, s3=s3) if isinstance(i, str) else i for i in parsed.images]
         options = dict(parsed.options)
         if self.scores_top_k is not None and "top_k" not in options:
             options["top_k"] = self.scores_top_k
         return self.model.predict(images, **options)
 
-    def fetch(self, url: str) -> bytes:
+    def fetch(self, url: str, *, s3: bool = False) -> bytes:
+        if s3 and url.startswith("s3://"):  # read with the function's role; an HTTP caller never gets here
+            from lambdalite.function.storage import parse_s3_url, read_image
+
+            return read_image(parse_s3_url(url), self.settings)
         if self._fetch is None:
             from lambdalite.function.urls import URLPolicy, fetch_image
 
