@@ -78,6 +78,25 @@ def _settings_options(defaults: bool) -> Callable[[F], F]:
                 help="Function URL auth: public (NONE) or SigV4 (AWS_IAM). [NONE]",
             ),
             click.option("--log-retention", type=int, default=default(14), help="Days to keep logs. [14]"),
+            click.option(
+                "--trigger",
+                metavar="S3://BUCKET/PREFIX",
+                help="New objects under this prefix invoke the function (the stack creates the bucket).",
+            ),
+            click.option(
+                "--results",
+                metavar="S3://BUCKET/PREFIX",
+                help="Where the function writes one JSON result per image (LAMBDALITE_OUTPUT).",
+            ),
+            click.option(
+                "--queue/--no-queue",
+                default=default(False),
+                help="Send the trigger's notifications through an SQS queue with a dead-letter queue.",
+            ),
+            click.option("--batch-size", type=int, default=default(10), help="Messages per invoke (--queue). [10]"),
+            click.option(
+                "--batch-window", type=int, default=default(0), help="Seconds to gather a batch (--queue). [0]"
+            ),
         ]
         for option in reversed(options):
             func = option(func)
@@ -104,7 +123,8 @@ def _aws_options(func: F) -> F:
 def _settings(values: dict[str, Any], base: Any = None) -> Any:
     from lambdalite.toolkit.deploy.template import Settings
 
-    names = ("memory", "timeout", "ephemeral_storage", "api", "function_url", "url_auth", "log_retention")
+    names: tuple[str, ...] = ("memory", "timeout", "ephemeral_storage", "api", "function_url", "url_auth")
+    names += ("log_retention", "trigger", "results", "queue", "batch_size", "batch_window")
     merged = base.to_dict() if base is not None else {}
     merged.update({name: values[name] for name in names if values.get(name) is not None})
     return Settings.from_dict(merged)

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from lambdalite.errors import DeployError, UsageError
 from lambdalite.toolkit.deploy.package import HANDLER
+from lambdalite.toolkit.deploy.triggers import add_sources, check_sources
 
 __all__ = [
     "BINARY_MEDIA_TYPES",
@@ -105,6 +106,13 @@ class Settings:
     function_url: bool = False
     url_auth: Literal["NONE", "AWS_IAM"] = "NONE"
     log_retention: int = 14
+    # Batch sources (see triggers.py): new objects under `trigger` invoke the function (through an
+    # SQS queue with a DLQ when `queue`), and it writes one JSON result per image under `results`.
+    trigger: str | None = None
+    results: str | None = None
+    queue: bool = False
+    batch_size: int = 10
+    batch_window: int = 0
 
     def __post_init__(self) -> None:
         if not 128 <= self.memory <= 10240:
@@ -119,6 +127,13 @@ class Settings:
             raise UsageError(
                 f"log retention must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} days, not {self.log_retention}"
             )
+        check_sources(
+            trigger=self.trigger,
+            results=self.results,
+            queue=self.queue,
+            batch_size=self.batch_size,
+            batch_window=self.batch_window,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -284,13 +299,23 @@ def sam_template(
             "Description": "Function URL (no API Gateway in between: 900 s timeout, 6 MB bodies)",
             "Value": {"Fn::GetAtt": ["FunctionUrl", "FunctionUrl"]},  # SAM names it <Function>Url
         }
-    return {
+    template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::Serverless-2016-10-31",
         "Description": spec.description,
         "Resources": resources,
         "Outputs": outputs,
     }
+    s = spec.settings
+    return add_sources(
+        template,
+        trigger=s.trigger,
+        results=s.results,
+        queue=s.queue,
+        batch_size=s.batch_size,
+        batch_window=s.batch_window,
+        timeout=s.timeout,
+    )
 
 
 def _events(spec: FunctionSpec) -> dict[str, Any]:
