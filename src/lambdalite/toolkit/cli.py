@@ -40,6 +40,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "serve": "lambdalite.toolkit.local.commands:serve",
     "import": "lambdalite.toolkit.convert.commands:import_command",
     "export": "lambdalite.toolkit.convert.commands:export_command",
+    "batch": "lambdalite.toolkit.batch.commands:batch",
 }
 
 
