@@ -119,9 +119,10 @@ def test_result_names_follow_the_input():
 def test_percentiles_and_the_cost_model():
     assert percentile([], 50) is None
     assert percentile([float(i) for i in range(1, 101)], 50) == 50 and percentile([1.0, 2.0, 3.0], 99) == 3.0
-    summary = Summary(done=1000, requests=125, billed_ms=[800] * 125, memory_mb=2048, elapsed_s=10)
+    summary = Summary(done=1000, requests=140, invocations=125, billed_ms=[800] * 125, memory_mb=2048, elapsed_s=10)
     cost = summary.cost()
-    # 125 invokes of 0.8 s at 2 GB: 200 GB-s at $0.0000166667, plus 125 requests at $0.20 per million.
+    # 125 invokes of 0.8 s at 2 GB: 200 GB-s at $0.0000166667, plus 125 requests at $0.20 per million
+    # (the 15 throttled ones are free).
     assert cost["run_usd"] == pytest.approx(200 * 0.0000166667 + 125 * 0.2e-6)
     assert cost["per_million_images_usd"] == pytest.approx(cost["run_usd"] * 1000)
     assert cost["billed_ms_per_image"] == 100 and cost["measured"] is True

@@ -5,7 +5,8 @@
     summary.render()                           # done, failed by type, p50/p99, images/s, cost
 
 The cost is Lambda's price list (us-east-1, before the free tier): $0.20 per million requests
-plus the billed duration times the memory size at the architecture's GB-second price. Billed
+that reached the function (a throttled one is free) plus the billed duration times the memory
+size at the architecture's GB-second price. Billed
 durations and the memory size come from each invoke's REPORT line (serve writes them as Lambda
 does); without one, the client's latency and `--memory` stand in, and the summary says so.
 """
@@ -85,6 +86,7 @@ class Summary:
     failed: Counter[str] = field(default_factory=Counter)  # permanent failures by error type
     unfinished: Counter[str] = field(default_factory=Counter)  # gave up for now (retries spent), by reason
     requests: int = 0  # invokes, retries included
+    invocations: int = 0  # invokes that reached the function (billed; a throttled one is not)
     retries: Counter[str] = field(default_factory=Counter)  # by reason
     latencies_ms: list[float] = field(default_factory=list)  # per successful invoke, as the client saw it
     durations_ms: list[float] = field(default_factory=list)  # the function's own, per invoke (REPORT)
@@ -113,7 +115,7 @@ class Summary:
         billed = self.billed_ms if measured else [math.ceil(v) for v in self.latencies_ms]
         gb_seconds = sum(billed) / 1000 * memory / 1024
         compute = gb_seconds * PRICE_PER_GB_SECOND[self.arch]
-        requests = self.requests * PRICE_PER_MILLION_REQUESTS / 1e6
+        requests = self.invocations * PRICE_PER_MILLION_REQUESTS / 1e6
         per_image = (compute + requests) / self.processed if self.processed else 0.0
         return {
             "run_usd": compute + requests,
@@ -133,6 +135,7 @@ class Summary:
             "failed": dict(self.failed),
             "unfinished": dict(self.unfinished),
             "requests": self.requests,
+            "invocations": self.invocations,
             "retries": dict(self.retries),
             "latency_ms": {"p50": p50, "p99": p99},
             "function_ms": {"p50": percentile(self.durations_ms, 50), "p99": percentile(self.durations_ms, 99)},

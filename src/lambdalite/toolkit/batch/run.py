@@ -160,6 +160,8 @@ class _Worker:
 def _account(summary: Summary, done: Done) -> None:
     for reply in done.calls:
         summary.requests += 1
+        if reply.billed_ms is not None or reply.results is not None:
+            summary.invocations += 1
         if reply.billed_ms is not None:
             summary.billed_ms.append(reply.billed_ms)
         if reply.memory_mb is not None:
