@@ -8,6 +8,7 @@ are read back from it. Throttling and timeouts come from a real HTTP server that
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import json
@@ -411,3 +412,24 @@ def test_direct_invokes_may_name_s3_objects_http_callers_may_not(s3, tiny, tmp_p
     http["body"] = json.dumps({"url": "s3://photos/uploads/red(1).png"})
     code, out, _ = invoke_local(tiny, http, s3.env(), tmp=tmp_path)
     assert out["statusCode"] == 422 and json.loads(out["body"])["error"]["type"] == "URLRefusedError"
+
+
+def test_images_left_when_the_function_runs_out_of_time_are_temporary(tiny):
+    from lambdalite.function.app import Function
+    from lambdalite.settings import S3Prefix, Settings
+    from lambdalite.toolkit.local.invoke import LocalContext
+
+    function = Function.from_settings(Settings(model=tiny, output=S3Prefix("photos", "out/")))
+    image = base64.b64encode(RED).decode()
+    sqs = {"Records": [{"messageId": f"m{i}", "eventSource": "aws:sqs", "body": image} for i in range(3)]}
+    # 1 s before the timeout: under the margin kept for writing results, so no image is started.
+    assert function(sqs, LocalContext(timeout_s=1.0)) == {
+        "batchItemFailures": [{"itemIdentifier": f"m{i}"} for i in range(3)]
+    }
+    ops = {
+        "invocationSchemaVersion": "1.0",
+        "invocationId": "i",
+        "tasks": [{"taskId": "t", "s3Key": "a.jpg", "s3BucketArn": "arn:aws:s3:::photos"}],
+    }
+    [result] = function(ops, LocalContext(timeout_s=1.0))["results"]
+    assert result["resultCode"] == "TemporaryFailure" and "ran out of time" in result["resultString"]

@@ -270,11 +270,31 @@ def _read(function: Host, ref: Ref) -> bytes:
     return function.fetch(ref)
 
 
-class _Reader:
-    """Reads images a few ahead of the model (S3 and URL reads overlap the inference)."""
+class _Clock:
+    """Whether there is time left for another image: the function's remaining time against a
+    margin (at least `_MIN_MARGIN_MS`, and three times the slowest image so far). Once out, out."""
 
-    def __init__(self, function: Host, items: list[Item]) -> None:
+    def __init__(self, context: LambdaContext | None) -> None:
+        self.context = context
+        self.slowest_ms = 0.0
+        self.out = False
+
+    def out_of_time(self) -> bool:
+        if self.context is not None and not self.out:
+            self.out = self.context.get_remaining_time_in_millis() < max(_MIN_MARGIN_MS, 3 * self.slowest_ms)
+        return self.out
+
+    def took(self, start: float) -> None:
+        self.slowest_ms = max(self.slowest_ms, (time.perf_counter() - start) * 1e3)
+
+
+class _Reader:
+    """Reads images a few ahead of the model (S3 and URL reads overlap the inference); starts no
+    read once the function is out of time."""
+
+    def __init__(self, function: Host, items: list[Item], clock: _Clock) -> None:
         self.function = function
+        self.clock = clock
         self.pending: deque[tuple[Item, Future[bytes] | None]] = deque()
         self.todo = iter(items)
         self.pool = ThreadPoolExecutor(max_workers=min(_PREFETCH, max(1, len(items))))
@@ -285,6 +305,7 @@ class _Reader:
             if item is None:
                 return
             runnable = item.ref is not None and item.error is None and item.skip is None
+            runnable = runnable and not self.clock.out_of_time()
             future = self.pool.submit(_read, self.function, item.ref) if runnable else None  # type: ignore[arg-type]
             self.pending.append((item, future))
 
@@ -341,18 +362,15 @@ def run(function: Host, items: list[Item], kind: BatchKind, context: LambdaConte
     if output is not None:  # never read, let alone run, a result of ours again
         items = [_guard(item, output) for item in items]
     outcomes: list[Outcome] = []
-    slowest_ms = 0.0
-    out_of_time = False
-    for item, future in _Reader(function, items):
+    clock = _Clock(context)
+    for item, future in _Reader(function, items, clock):
         if item.skip is not None:
             outcomes.append(Outcome(item, "skipped", item.skip))
             continue
         if item.error is not None:
             outcomes.append(_failed(item, item.error))
             continue
-        if context is not None and not out_of_time:
-            out_of_time = context.get_remaining_time_in_millis() < max(_MIN_MARGIN_MS, 3 * slowest_ms)
-        if out_of_time or future is None:
+        if future is None or clock.out_of_time():
             outcomes.append(Outcome(item, "temporary", "the function ran out of time before this image", "Timeout"))
             continue
         start = time.perf_counter()
@@ -364,7 +382,7 @@ def run(function: Host, items: list[Item], kind: BatchKind, context: LambdaConte
             outcomes.append(_failed(item, _internal(exc, request_id)))
         else:
             outcomes.append(Outcome(item, "ok", where or _summary(result)))
-        slowest_ms = max(slowest_ms, (time.perf_counter() - start) * 1e3)
+        clock.took(start)
     return outcomes
 
 
