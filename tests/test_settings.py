@@ -35,6 +35,8 @@ BAD = {
     "AWS_LAMBDA_LOG_FORMAT": ("yaml", "Text or JSON"),
     "AWS_LAMBDA_LOG_LEVEL": ("LOUD", "one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"),
     "LAMBDALITE_METRICS_NAMESPACE": ("AWS/Lambda", "not starting with AWS/"),
+    "LAMBDALITE_OUTPUT": ("my-bucket/results", "an S3 location such as s3://my-bucket/results"),
+    "LAMBDALITE_TRIGGER": ("s3://Not_A_Bucket/in", "an S3 location"),
 }
 # Free text: any value is a value (a reference, a bucket, a path); what it names is checked when used.
 FREE = {
@@ -140,3 +142,27 @@ def test_the_readme_lists_every_variable():
     readme = (REPO / "README.md").read_text()
     missing = [v.name for v in VARIABLES if f"`{v.name}`" not in readme]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("output", "trigger", "loops"),
+    [
+        ("s3://photos/uploads/results", "s3://photos/uploads", True),  # inside the triggering prefix
+        ("s3://photos/results", "s3://photos", True),  # the whole bucket triggers
+        ("s3://photos", "s3://photos/in", True),  # results for in/x land under in/
+        ("s3://photos/a", "s3://photos/a/a", True),  # a/ + a/a/x starts with a/a/
+        ("s3://photos/results", "s3://photos/uploads", False),
+        ("s3://photos/uploads-results", "s3://photos/uploads", False),  # prefixes are folders: uploads/
+        ("s3://results/uploads", "s3://photos/uploads", False),  # another bucket
+        ("s3://photos/b", "s3://photos/a/a", False),
+    ],
+)
+def test_an_output_the_trigger_would_fire_on_is_refused_at_init(output, trigger, loops):
+    env = {"LAMBDALITE_OUTPUT": output, "LAMBDALITE_TRIGGER": trigger}
+    if not loops:
+        settings = Settings.from_env(env)
+        assert str(settings.output).rstrip("/") == output and str(settings.trigger).rstrip("/") == trigger
+        return
+    with pytest.raises(ConfigError, match="would trigger the function again") as info:
+        Settings.from_env(env)
+    assert "recursive loop" in str(info.value) and "\n" not in str(info.value)

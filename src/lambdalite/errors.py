@@ -25,6 +25,10 @@
     ├── FetchError                  fetching an image URL failed (HTTP 502)
     │   ├── URLRefusedError         the URL is not allowed: scheme, private address (HTTP 422)
     │   └── FetchTimeoutError       the fetch timed out (HTTP 504)
+├── StorageError                reading an image from S3 or writing a result there failed: missing, denied (HTTP 502)
+│   └── StorageTimeoutError     S3 did not answer in time (HTTP 504)
+├── ThrottledError              S3 or an image host said slow down or was briefly unavailable; retry (HTTP 503)
+├── BatchError                  some items of a batch event failed in a way worth retrying the event
     ├── EmulatorError               the local Lambda could not do what was asked
     │   └── InvokeRefusedError      the Invoke API refused a request (a service error, not a function error)
     │       ├── FunctionNotFoundError        404 ResourceNotFoundException
@@ -48,6 +52,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "BatchError",
     "BuildError",
     "ConfigError",
     "InternalError",
@@ -78,6 +83,9 @@ __all__ = [
     "SnapStartTimeoutError",
     "SourceError",
     "SourceTimeoutError",
+    "StorageError",
+    "StorageTimeoutError",
+    "ThrottledError",
     "TooManyRequestsError",
     "TrustError",
     "TuneError",
@@ -229,6 +237,31 @@ class FetchTimeoutError(FetchError, TimeoutError):
     """Raised when fetching an image URL took longer than allowed."""
 
     status = 504
+
+
+class StorageError(LambdaliteError):
+    """Raised when an image cannot be read from S3, or a result cannot be written there
+    (a missing object, access denied); the message names the object and what the role needs."""
+
+    status = 502
+
+
+class StorageTimeoutError(StorageError, TimeoutError):
+    """Raised when S3 did not answer a read or a write in time."""
+
+    status = 504
+
+
+class ThrottledError(LambdaliteError):
+    """Raised when S3 or an image host asked us to slow down (SlowDown, 429, 503) or was briefly
+    unavailable; the same request later should work, so batch sources retry it."""
+
+    status = 503
+
+
+class BatchError(LambdaliteError):
+    """Raised for an S3, SNS or EventBridge event (invoked asynchronously) when some of its images
+    failed in a way worth retrying, so that Lambda retries the event; the message lists them."""
 
 
 class EmulatorError(LambdaliteError):

@@ -39,8 +39,10 @@ __all__ = [
     "VARIABLES",
     "LogFormat",
     "ResponseShape",
+    "S3Prefix",
     "Settings",
     "Variable",
+    "loop_error",
     "parse_size",
     "xray_trace_header",
 ]
@@ -168,6 +170,61 @@ def _path(raw: str) -> Path | None:
     return Path(raw).expanduser() if raw.strip() else None
 
 
+class S3Prefix(NamedTuple):
+    """`s3://bucket/prefix/`: a bucket and a key prefix ("" for the whole bucket, else ending in "/")."""
+
+    bucket: str
+    prefix: str = ""
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def holds(self, bucket: str, key: str) -> bool:
+        """Whether the object `bucket`/`key` lies under this location."""
+        return bucket == self.bucket and key.startswith(self.prefix)
+
+    @classmethod
+    def parse(cls, raw: str) -> S3Prefix:
+        """`s3://bucket`, `s3://bucket/`, `s3://bucket/a/b` (read as the folder a/b/)."""
+        text = raw.strip()
+        bucket, _, prefix = text.removeprefix("s3://").partition("/")
+        prefix = prefix.strip("/")
+        if (
+            not text.startswith("s3://")
+            or not 3 <= len(bucket) <= 63
+            or not all(c.islower() or c.isdigit() or c in ".-" for c in bucket)
+            or "//" in prefix
+            or any(part in (".", "..") for part in prefix.split("/"))
+        ):
+            raise _Invalid("an S3 location such as s3://my-bucket/results (a bucket, and optionally a prefix)")
+        return cls(bucket, prefix + "/" if prefix else "")
+
+
+def _s3_prefix(raw: str) -> S3Prefix | None:
+    return S3Prefix.parse(raw) if raw.strip() else None
+
+
+def loop_error(output: S3Prefix, trigger: S3Prefix) -> str | None:
+    """Why writing results to `output` would invoke a function triggered by `trigger` again, or None.
+
+    A result for the object `K` (which starts with the trigger's prefix) is written to
+    `output.prefix + K + ".json"`; that object triggers the function again exactly when it starts
+    with the trigger's prefix too, which holds for every K iff it holds for K = trigger.prefix."""
+    if output.bucket != trigger.bucket or not (output.prefix + trigger.prefix).startswith(trigger.prefix):
+        return None
+    if not trigger.prefix:
+        where = "the whole bucket triggers the function"
+    elif output.prefix.startswith(trigger.prefix):
+        where = f"{output.prefix!r} is inside the triggering prefix {trigger.prefix!r}"
+    else:
+        where = f"results for {trigger.prefix}... would be written under {output.prefix + trigger.prefix!r}"
+    return (
+        f"LAMBDALITE_OUTPUT={str(output)!r} would trigger the function again ({where}): every result would "
+        f"invoke it once more, a recursive loop that Lambda does not reliably stop; write results to another "
+        f"bucket, or to a prefix outside {str(trigger)!r} (and filter the trigger by its prefix)"
+    )
+
+
 class Variable(NamedTuple):
     """One environment variable: the field it sets, its parser and what it means."""
 
@@ -219,6 +276,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("AWS_LAMBDA_LOG_LEVEL", "log_level", _log_level, "JSON logs: the least severe level written"),
     Variable("POWERTOOLS_SERVICE_NAME", "service", _text, "the `service` of JSON log records"),
     Variable("LAMBDALITE_METRICS_NAMESPACE", "metrics_namespace", _namespace, "CloudWatch EMF metrics namespace"),
+    Variable("LAMBDALITE_OUTPUT", "output", _s3_prefix, "where batch events' results go (s3://bucket/prefix)"),
+    Variable("LAMBDALITE_TRIGGER", "trigger", _s3_prefix, "the S3 location whose new objects invoke the function"),
 )
 
 
@@ -254,6 +313,8 @@ class Settings(NamedTuple):
     log_level: int = LOG_LEVELS["INFO"]
     service: str = "lambdalite"
     metrics_namespace: str | None = None  # set: every log record carries its metrics (EMF)
+    output: S3Prefix | None = None
+    trigger: S3Prefix | None = None
     in_lambda: bool = False  # running as a Lambda function (or a local instance of one)
 
     @classmethod
@@ -273,6 +334,9 @@ class Settings(NamedTuple):
             except _Invalid as exc:
                 shown = raw if len(raw) <= 80 else raw[:77] + "..."
                 problems.append(f"{variable.name}={shown!r} is not allowed: {variable.name} must be {exc.allowed}")
+        output, trigger = values.get("output"), values.get("trigger")
+        if output is not None and trigger is not None and (loop := loop_error(output, trigger)):
+            problems.append(loop)
         if problems:
             raise ConfigError("; ".join(problems))
         values["in_lambda"] = "AWS_LAMBDA_FUNCTION_NAME" in env and "AWS_LAMBDA_RUNTIME_API" in env

@@ -142,3 +142,40 @@ def test_a_snapstart_init_adds_only_its_hooks_and_the_runtimes_hook_registry(tin
     assert ours == SNAPSTART, {"unexpected": ours - SNAPSTART, "missing": SNAPSTART - ours}
     assert third_party <= THIRD_PARTY | {"snapshot_restore_py"}, third_party - THIRD_PARTY
     assert "snapshot_restore_py" in third_party  # the hooks went to the runtime's own registry
+
+
+BATCH_PATH = """
+import base64, io, json, sys
+from lambdalite.handler import handler
+from PIL import Image
+buf = io.BytesIO()
+Image.new("RGB", (20, 20), (250, 0, 0)).save(buf, "PNG")
+image = base64.b64encode(buf.getvalue()).decode()
+handler({"image": image}, None)
+before = set(sys.modules)
+print("DIRECT " + json.dumps(sorted(m for m in before if m.startswith(("lambdalite.function.batch", "boto3")))))
+sqs = {"Records": [{"messageId": "m1", "eventSource": "aws:sqs", "body": image}]}
+print("ANSWER " + json.dumps(handler(sqs, None)))
+new = set(sys.modules) - before
+print("BATCH " + json.dumps(sorted(m for m in new if m.startswith("lambdalite"))))
+print("TOP " + json.dumps(sorted({m.split(".")[0] for m in new} - set(sys.stdlib_module_names) - {"lambdalite"})))
+"""
+# What the first batch event adds, and only then: reading the event, and S3 through boto3.
+BATCH_SOURCES = {"lambdalite.function.batch", "lambdalite.function.storage"}
+
+
+def test_batch_sources_and_boto3_load_only_when_a_batch_event_arrives(tiny_bundle):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LAMBDALITE_", "MODEL_"))}
+    proc = subprocess.run(
+        [sys.executable, "-c", BATCH_PATH],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean, "LAMBDALITE_MODEL": str(tiny_bundle.root)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.split(" ")[0].isupper())
+    assert json.loads(lines["DIRECT"]) == []  # a direct invoke and the init never import them
+    assert json.loads(lines["ANSWER"]) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}  # no LAMBDALITE_OUTPUT
+    assert set(json.loads(lines["BATCH"])) == BATCH_SOURCES
+    assert {"boto3", "botocore"} <= set(json.loads(lines["TOP"]))

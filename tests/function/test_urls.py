@@ -116,3 +116,24 @@ def test_byte_cap(image_server):
 def test_unresolvable_host():
     with pytest.raises(FetchError, match="cannot resolve"):
         fetch_image("http://no-such-host.invalid/x.jpg", STRICT)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_busy_host_is_throttling_not_a_failure(status):
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from lambdalite.errors import ThrottledError
+
+    from helpers.servers import Site, make_handler
+
+    site = Site()
+    site.routes["/busy.jpg"] = (status, b"try later", {})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(site))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ThrottledError, match=f"HTTP {status}"):  # batch sources retry it later
+            fetch_image(f"http://127.0.0.1:{httpd.server_address[1]}/busy.jpg", LOCAL)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

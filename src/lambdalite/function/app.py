@@ -24,7 +24,7 @@ from lambdalite.core.images import CLOCK
 from lambdalite.errors import ImageDecodeError, InternalError, LambdaliteError, ModelNotFoundError
 from lambdalite.function import inputs as inputs_
 from lambdalite.function import logs
-from lambdalite.function.events import infer
+from lambdalite.function.events import batch_kind, infer
 from lambdalite.function.logs import COLD_START_METRICS, log_json, log_request, log_unexpected, result_fields
 from lambdalite.function.routes import Route, Router
 from lambdalite.function.types import LambdaContext
@@ -167,6 +167,11 @@ class Function:
         request_id = context.aws_request_id if context is not None else None
         source = infer(event)
         if source is None:
+            kind = batch_kind(event)
+            if kind is not None:  # S3, SQS, SNS, EventBridge, S3 Batch Operations: function/batch.py
+                from lambdalite.function.batch import handle
+
+                return handle(self, event, kind, context)
             return self._direct(event, request_id, start)
         fields: dict[str, Any] = {}
         error: LambdaliteError | None
@@ -192,7 +197,7 @@ class Function:
         try:
             parsed = inputs_.from_json(event, max_bytes=self.settings.max_body_bytes, max_batch=self.settings.max_batch)
             phases: dict[str, Any] = {}
-            results = self.predict(parsed, phases)
+            results = self.predict(parsed, phases, s3=True)
         except LambdaliteError as exc:
             log_request(
                 request_id=request_id, source="direct", error=exc, duration_ms=(time.perf_counter() - start) * 1e3
@@ -237,11 +242,12 @@ class Function:
         log.update(self._result_fields(parsed, results), **phases)
         return json_response(self._body(parsed, results))
 
-    def predict(self, parsed: inputs_.Inputs, phases: dict[str, Any] | None = None) -> list[Any]:
+    def predict(self, parsed: inputs_.Inputs, phases: dict[str, Any] | None = None, *, s3: bool = False) -> list[Any]:
         """The model's answers; `phases` gets how long fetching, decoding, preprocessing and the
-        model itself (inference and postprocessing) took, in ms."""
+        model itself (inference and postprocessing) took, in ms. `s3`: the request may name s3://
+        objects (direct invokes and batch events, never HTTP)."""
         t0 = time.perf_counter()
-        images = [self.fetch(i) if isinstance(i, str) else i for i in parsed.images]
+        images = [self.fetch(i, s3=s3) if isinstance(i, str) else i for i in parsed.images]
         options = dict(parsed.options)
         if self.scores_top_k is not None and "top_k" not in options:
             options["top_k"] = self.scores_top_k
@@ -260,7 +266,11 @@ class Function:
             )
         return results
 
-    def fetch(self, url: str) -> bytes:
+    def fetch(self, url: str, *, s3: bool = False) -> bytes:
+        if s3 and url.startswith("s3://"):  # read with the function's role; an HTTP caller never gets here
+            from lambdalite.function.storage import parse_s3_url, read_image
+
+            return read_image(parse_s3_url(url), self.settings)
         if self._fetch is None:
             from lambdalite.function.urls import URLPolicy, fetch_image
 

@@ -6,7 +6,11 @@
 
 `RestApi` is API Gateway's REST proxy event (payload 1.0, also the HTTP API's 1.0 format);
 `HttpApi` is payload 2.0, which Function URLs share (its `source` says "url" for those).
-Anything else is a direct invoke and never reaches this module.
+
+Batch sources are recognised here too, by their envelope alone (`batch_kind`): S3 event
+notifications, SQS and SNS records, EventBridge's S3 events and S3 Batch Operations jobs. Reading
+them is `lambdalite.function.batch`, imported only when such an event arrives. Anything else is a
+direct invoke and never reaches this module.
 """
 
 from __future__ import annotations
@@ -14,14 +18,14 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from lambdalite.errors import EventError
 from lambdalite.function.types import ProxyResponse
 from lambdalite.function.web import HttpRequest, HttpResponse
 
-__all__ = ["SOURCES", "HttpApi", "RestApi", "infer"]
+__all__ = ["BATCH_KINDS", "SOURCES", "BatchKind", "HttpApi", "RestApi", "batch_kind", "infer"]
 
 
 def _body(event: Mapping[str, Any]) -> tuple[bytes, bool]:
@@ -171,4 +175,27 @@ def infer(event: Any) -> RestApi | HttpApi | None:
     for source in SOURCES:
         if source.infer(event):
             return source(event)
+    return None
+
+
+BatchKind = Literal["s3", "sqs", "sns", "eventbridge", "s3-batch"]
+BATCH_KINDS: tuple[BatchKind, ...] = ("s3", "sqs", "sns", "eventbridge", "s3-batch")
+_RECORD_SOURCES: dict[str, BatchKind] = {"aws:s3": "s3", "aws:sqs": "sqs", "aws:sns": "sns"}
+
+
+def batch_kind(event: Any) -> BatchKind | None:
+    """The batch source that sent `event`, from its envelope only, or None.
+
+    `{"Records": [{"eventSource": "aws:s3" | "aws:sqs"}]}` (SNS spells it `EventSource`), an
+    EventBridge event from `aws.s3`, or an S3 Batch Operations job (`invocationSchemaVersion`)."""
+    if not isinstance(event, dict):
+        return None
+    records = event.get("Records")
+    if isinstance(records, list) and records and isinstance(records[0], dict):
+        first = records[0]
+        return _RECORD_SOURCES.get(str(first.get("eventSource") or first.get("EventSource") or ""))
+    if event.get("source") == "aws.s3" and "detail-type" in event:
+        return "eventbridge"
+    if "invocationSchemaVersion" in event and "tasks" in event:
+        return "s3-batch"
     return None

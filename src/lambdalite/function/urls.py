@@ -15,7 +15,8 @@ Rules, in order, for the URL and for every redirect (at most `MAX_REDIRECTS`):
   at a time is cut off at the deadline, not between reads.
 
 Refusals raise `URLRefusedError` (HTTP 422), failures `FetchError` (502), timeouts
-`FetchTimeoutError` (504). Standard library only, imported when a URL is first fetched.
+`FetchTimeoutError` (504), a host that answers 429 or 503 `ThrottledError` (503). Standard
+library only, imported when a URL is first fetched.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import time
 from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
-from lambdalite.errors import FetchError, FetchTimeoutError, PayloadTooLargeError, URLRefusedError
+from lambdalite.errors import FetchError, FetchTimeoutError, PayloadTooLargeError, ThrottledError, URLRefusedError
 from lambdalite.settings import MAX_IMAGE_BYTES, Settings
 
 __all__ = ["MAX_REDIRECTS", "URLPolicy", "fetch_image"]
@@ -237,6 +238,8 @@ def _get(url: str, policy: URLPolicy, deadline: float) -> tuple[int, str | None,
                 if not location:
                     raise FetchError(f"{host} answered {response.status} without a Location")
                 return response.status, location, b""
+            if response.status in (429, 503):  # busy: worth retrying later (batch sources do)
+                raise ThrottledError(f"{host} answered HTTP {response.status} {response.reason}".rstrip())
             if response.status != 200:
                 raise FetchError(f"{host} answered HTTP {response.status} {response.reason}".rstrip())
             length = response.getheader("Content-Length")

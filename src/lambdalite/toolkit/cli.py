@@ -42,6 +42,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "tune": "lambdalite.toolkit.tune.commands:tune",
     "import": "lambdalite.toolkit.convert.commands:import_command",
     "export": "lambdalite.toolkit.convert.commands:export_command",
+    "batch": "lambdalite.toolkit.batch.commands:batch",
 }
 
 

@@ -131,6 +131,25 @@ def _settings_options(defaults: bool) -> Callable[[F], F]:
                 default=default("lambdalite"),
                 help="CloudWatch namespace of the function's EMF metrics; '' for none. [lambdalite]",
             ),
+            click.option(
+                "--trigger",
+                metavar="S3://BUCKET/PREFIX",
+                help="New objects under this prefix invoke the function (the stack creates the bucket).",
+            ),
+            click.option(
+                "--results",
+                metavar="S3://BUCKET/PREFIX",
+                help="Where the function writes one JSON result per image (LAMBDALITE_OUTPUT).",
+            ),
+            click.option(
+                "--queue/--no-queue",
+                default=default(False),
+                help="Send the trigger's notifications through an SQS queue with a dead-letter queue.",
+            ),
+            click.option("--batch-size", type=int, default=default(10), help="Messages per invoke (--queue). [10]"),
+            click.option(
+                "--batch-window", type=int, default=default(0), help="Seconds to gather a batch (--queue). [0]"
+            ),
         ]
         for option in reversed(options):
             func = option(func)
@@ -173,6 +192,11 @@ _SETTINGS = (
     "log_format",
     "log_level",
     "metrics_namespace",
+    "trigger",
+    "results",
+    "queue",
+    "batch_size",
+    "batch_window",
 )
 # Settings whose defaults follow from --auth: a new --auth on deploy re-derives them.
 _DERIVED_FROM_AUTH = ("api", "url_auth", "quota", "jwt_issuer", "jwt_audience")

@@ -37,6 +37,7 @@ from lambdalite.toolkit.access import (
     Throttle,
 )
 from lambdalite.toolkit.deploy.package import HANDLER
+from lambdalite.toolkit.deploy.triggers import add_sources, check_sources
 
 __all__ = [
     "BINARY_MEDIA_TYPES",
@@ -138,6 +139,13 @@ class Settings:
     log_format: Literal["JSON", "Text"] = "JSON"
     log_level: str = "INFO"  # JSON: the application log level
     metrics_namespace: str = "lambdalite"  # EMF metrics in the function's records; "" for none
+    # Batch sources (see triggers.py): new objects under `trigger` invoke the function (through an
+    # SQS queue with a DLQ when `queue`), and it writes one JSON result per image under `results`.
+    trigger: str | None = None
+    results: str | None = None
+    queue: bool = False
+    batch_size: int = 10
+    batch_window: int = 0
 
     def __post_init__(self) -> None:
         _resolve_access(self)
@@ -161,6 +169,13 @@ class Settings:
             )
         if self.snapstart:
             check_snapstart(ephemeral_storage=self.ephemeral_storage)
+        check_sources(
+            trigger=self.trigger,
+            results=self.results,
+            queue=self.queue,
+            batch_size=self.batch_size,
+            batch_window=self.batch_window,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -218,6 +233,9 @@ def _resolve_access(s: Settings) -> None:
         raise UsageError(f"auth must be one of {', '.join(AUTHS)}, not {s.auth!r}")
     api = s.api or ("rest" if s.auth == "api-key" else "http")
     object.__setattr__(s, "api", api)
+    if api == "none" and not s.function_url and s.auth == DEFAULT_AUTH:
+        # No front door at all (a function only events invoke): there is nothing for a key to lock.
+        object.__setattr__(s, "auth", "none")
     if s.auth == "api-key" and api != "rest":
         raise UsageError(
             "--auth api-key needs a REST API (API keys and usage plans are REST API features): "
@@ -500,13 +518,23 @@ def sam_template(
             "Description": "Function URL (no API Gateway in between: 900 s timeout, 6 MB bodies)",
             "Value": {"Fn::GetAtt": ["FunctionUrl", "FunctionUrl"]},  # SAM names it <Function>Url
         }
-    return {
+    template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::Serverless-2016-10-31",
         "Description": spec.description,
         "Resources": resources,
         "Outputs": outputs,
     }
+    s = spec.settings
+    return add_sources(
+        template,
+        trigger=s.trigger,
+        results=s.results,
+        queue=s.queue,
+        batch_size=s.batch_size,
+        batch_window=s.batch_window,
+        timeout=s.timeout,
+    )
 
 
 def _events(spec: FunctionSpec) -> dict[str, Any]:
