@@ -2,7 +2,8 @@
 
 Accepted: a SageMaker or seed-004 `model.tar.gz` (a TorchScript `.pt`/`.pth`, an `.onnx` or a
 `.tflite`, plus `classes.txt`/`labels.txt`/`synset.txt` or TorchServe's `index_to_name.json`), a
-bare model file of those kinds, or a bundle (returned as it is).
+bare model file of those kinds, a bundle (returned as it is), or a Hugging Face captioner folder
+(`lambdalite.hf_captioner`).
 
 What the model says is read from it by loading it with its engine: input name, layout (NCHW or
 NHWC, from where the 3 channels are), size when fixed, and the class count (checked against the
@@ -20,8 +21,9 @@ from __future__ import annotations
 import json
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -72,6 +74,10 @@ class ImportOptions(NamedTuple):
     version: str = "1.0.0"
     keep_torchscript: bool = False
     top_k: int = 5
+    # Hugging Face captioners: generate() keyword arguments, a BLIP text prompt, test images.
+    generate: Mapping[str, Any] = MappingProxyType({})
+    prompt: str | None = None
+    check_images: tuple[Path, ...] = ()
 
 
 class Found(NamedTuple):
@@ -257,6 +263,16 @@ def import_model(source: Path, out: Path, options: ImportOptions, progress: Prog
     progress = progress or Quiet()
     if source.is_dir() and (source / MANIFEST_NAME).is_file():
         raise UsageError(f"{source} is already a bundle; use `lambdalite bundle pack` to pack it")
+    if source.is_dir() and (source / "config.json").is_file():
+        from . import hf_captioner
+
+        if hf_captioner.is_captioner(source):
+            captioner = hf_captioner.CaptionerOptions(
+                options.name, options.version, options.generate, options.prompt, options.check_images
+            )
+            return hf_captioner.import_captioner(source, out, captioner, progress)[0]
+    if options.generate or options.prompt or options.check_images:
+        raise UsageError("--num-beams, --max-length, --prompt and the like are for Hugging Face captioner folders")
     with tempfile.TemporaryDirectory(prefix="lambdalite-import-") as tmp:
         work = Path(tmp)
         if source.is_dir():
