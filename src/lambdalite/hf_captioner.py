@@ -176,6 +176,7 @@ class _Parts(NamedTuple):
     prompt: list[int]  # the decoder's first tokens
     eos: list[int]
     positions: int | None  # the decoder's longest sequence
+    length_cap: int | None  # generate caps its default max_length at this (the generating config's positions)
 
 
 def _load(folder: Path, kind: str, prompt_text: str | None, tokenizer: Any) -> _Parts:
@@ -207,6 +208,7 @@ def _load(folder: Path, kind: str, prompt_text: str | None, tokenizer: Any) -> _
 
         lm = model.decoder
         positions = getattr(lm.config, "n_positions", None) or getattr(lm.config, "max_position_embeddings", None)
+        cap = getattr(model.config, "max_position_embeddings", None)
     else:
         model = BlipForConditionalGeneration.from_pretrained(folder, **common).eval()
         text = model.config.text_config
@@ -234,9 +236,10 @@ def _load(folder: Path, kind: str, prompt_text: str | None, tokenizer: Any) -> _
 
         lm = model.text_decoder
         positions = getattr(text, "max_position_embeddings", None)
+        cap = getattr(lm.config, "max_position_embeddings", None)
     eos = gc.eos_token_id
     eos_ids = [] if eos is None else [int(e) for e in (eos if isinstance(eos, list | tuple) else [eos])]
-    return _Parts(model, kind, lm, features, generate, own, gc, prompt, eos_ids, positions)
+    return _Parts(model, kind, lm, features, generate, own, gc, prompt, eos_ids, positions, cap)
 
 
 def _settings(parts: _Parts, flags: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -257,6 +260,11 @@ def _settings(parts: _Parts, flags: Mapping[str, Any], source: str) -> dict[str,
     max_length = gc.max_length
     if gc.max_new_tokens is not None:
         max_length = len(parts.prompt) + gc.max_new_tokens
+    elif flags.get("max_length") is None and parts.own.max_length is None:
+        # Nobody set max_length: generate then makes 20 *new* tokens (capped at the positions).
+        max_length = gc.max_length + len(parts.prompt)
+        if parts.length_cap:
+            max_length = min(max_length, parts.length_cap)
     if max_length <= len(parts.prompt):
         raise UsageError(
             f"{source}: max_length {max_length} leaves no room after the {len(parts.prompt)} prompt tokens"
