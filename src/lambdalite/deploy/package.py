@@ -41,6 +41,7 @@ TOOLKIT_ONLY = (
     "invoke_local.py",
     "convert_cli.py",
     "importer.py",
+    "hf_captioner.py",
     "quantize.py",
     "export.py",
     "zoo/*.py",
