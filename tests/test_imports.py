@@ -11,7 +11,7 @@ import pytest
 
 from models import write_tiny_captioner
 
-FORBIDDEN = ["torch", "onnx", "click", "boto3", "botocore", "skimage", "scipy"]
+FORBIDDEN = ["torch", "onnx", "click", "boto3", "botocore", "skimage", "scipy", "transformers", "tokenizers"]
 
 SERVING_PATH = """
 import json, sys

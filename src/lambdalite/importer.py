@@ -267,6 +267,21 @@ def import_model(source: Path, out: Path, options: ImportOptions, progress: Prog
         from . import hf_captioner
 
         if hf_captioner.is_captioner(source):
+            flags = (
+                ("--labels", options.labels),
+                ("--input-size", options.input_size),
+                ("--mean", options.mean),
+                ("--std", options.std),
+                ("--resize", options.resize),
+                ("--no-crop", options.crop != "center"),
+                ("--keep-torchscript", options.keep_torchscript),
+            )
+            given = [flag for flag, value in flags if value]
+            if given:
+                raise UsageError(
+                    f"{given[0]} does not apply to {source}: a Hugging Face captioner's preprocessing comes from "
+                    f"its image processor and its vocabulary from its tokenizer"
+                )
             captioner = hf_captioner.CaptionerOptions(
                 options.name, options.version, options.generate, options.prompt, options.check_images
             )
