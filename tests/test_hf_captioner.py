@@ -385,6 +385,7 @@ def test_predict_command_on_the_imported_archive(
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "LAMBDALITE_HOME": str(tmp_path / "home")},  # unpacked into a cache of its own
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)

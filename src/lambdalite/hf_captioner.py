@@ -35,9 +35,10 @@ processor's). Needs torch, onnx, transformers and tokenizers (the `export` extra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -468,6 +469,33 @@ def _modules(parts: _Parts, layers: int, hidden_size: int) -> tuple[Any, Any]:
     return Encoder().eval(), Step().eval()
 
 
+@contextlib.contextmanager
+def _linear_layers(model: Any) -> Iterator[int]:
+    """Swap GPT-2's `Conv1D` layers for the `nn.Linear` that computes the same, for the export only.
+
+    Conv1D flattens its input to 2-D and back around an addmm, which the exporter records as a
+    dozen shape nodes per layer (most of a one-token step's nodes); Linear is one MatMul. The
+    original layers are put back afterwards, so the checks compare with the model as it was."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    swapped = []
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, Conv1D):
+                linear = torch.nn.Linear(child.weight.shape[0], child.weight.shape[1])
+                with torch.no_grad():
+                    linear.weight.copy_(child.weight.T)
+                    linear.bias.copy_(child.bias)
+                setattr(module, name, linear)
+                swapped.append((module, name, child))
+    try:
+        yield len(swapped)
+    finally:
+        for module, name, child in swapped:
+            setattr(module, name, child)
+
+
 def _export(parts: _Parts, size: tuple[int, int], work: Path, progress: Progress) -> tuple[Path, Path, DecoderSpec]:
     import onnx
     import torch
@@ -493,7 +521,10 @@ def _export(parts: _Parts, size: tuple[int, int], work: Path, progress: Progress
     example_past = [torch.randn(2, h, 3, d, generator=generator) for h, d in self_shapes]
     batch = {0: "batch"}
     enc_path, dec_path = work / "encoder.onnx", work / "decoder.onnx"
-    with progress.step(f"Exporting the image encoder and cross-attention ({layers} layers) to ONNX"):
+    with (
+        _linear_layers(parts.model),
+        progress.step(f"Exporting the image encoder and cross-attention ({layers} layers) to ONNX"),
+    ):
         _onnx_export(
             encoder,
             (pixels,),
@@ -502,7 +533,7 @@ def _export(parts: _Parts, size: tuple[int, int], work: Path, progress: Progress
             output_names=cross_names,
             dynamic_axes={"pixel_values": batch, **{n: batch for n in cross_names}},
         )
-    with progress.step("Exporting one decoder step with its key/value cache to ONNX"):
+    with _linear_layers(parts.model), progress.step("Exporting one decoder step with its key/value cache to ONNX"):
         _onnx_export(
             step,
             (example_ids, *example_past, *cross),
