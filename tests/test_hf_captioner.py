@@ -224,6 +224,8 @@ def test_the_command_reports_its_checks(imported: dict[str, Any]) -> None:
         assert manifest.task == "image-to-text" and manifest.decoder is not None
         assert set(manifest.files) == {"encoder", "decoder", "vocab"}
         assert manifest.options["search"] == "transformers"
+        assert manifest.metadata["checked"]["greedy_identical"] == [n, n]
+        assert manifest.metadata["checked"]["beam_2_identical"] == [n, n]
         assert (
             manifest.metadata["architecture"]
             == {"vit-gpt2": "VisionEncoderDecoderModel", "blip": "BlipForConditionalGeneration"}[name]
@@ -267,6 +269,21 @@ def _decode(folder: Path, row: list[int]) -> str:
     from transformers import AutoTokenizer
 
     return str(AutoTokenizer.from_pretrained(folder).decode(row, skip_special_tokens=True))
+
+
+def test_blip_says_which_folder_settings_its_generate_ignores(tmp_path: Path) -> None:
+    """BLIP's generate reads its text decoder's settings, not generation_config.json: the bundle
+    does what generate does, and the import says so."""
+    from lambdalite.progress import Stderr
+
+    folder = hf_folders.blip(tmp_path / "blip", generation={"num_beams": 3, "max_length": 9})
+    shown = io.StringIO()
+    bundle = import_model(folder, tmp_path / "b", ImportOptions(), Stderr(shown))
+    assert (bundle.manifest.options["beam_size"], bundle.manifest.options["max_length"]) == (1, 21)
+    assert "generation_config.json sets num_beams=3, which BLIP's generate does not read (it uses 1)" in (
+        shown.getvalue()
+    )
+    assert "pass --max-length to the import to use it" in shown.getvalue()
 
 
 def test_flags_override_the_folder_as_generate_arguments_do(

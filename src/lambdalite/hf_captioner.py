@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from .bundle import Bundle, DecoderSpec, InputSpec, OutputSpec, write_bundle
+from .bundle import MANIFEST_NAME, Bundle, DecoderSpec, InputSpec, OutputSpec, write_bundle
 from .errors import BundleError, EngineError, UsageError
 from .progress import Progress, Quiet
 
@@ -720,6 +720,8 @@ def import_captioner(
         tokenizer, vocab, text = _text(folder, vocab_size, source)
         parts = _load(folder, kind, options.prompt, tokenizer)
         settings = _settings(parts, options.generate, source)
+    for note in _ignored_settings(folder, parts, settings):
+        progress.note(note)
     with tempfile.TemporaryDirectory(prefix="lambdalite-hf-") as tmp:
         enc, dec, decoder = _export(parts, spec.size, Path(tmp), progress)
         with progress.step("Checking the ONNX decoder against transformers"), quiet():
@@ -749,7 +751,35 @@ def import_captioner(
     report = report._replace(max_logit_difference=diff)
     for line in report.lines():
         progress.note(f"    {line}")
-    return bundle, report
+    # What was checked travels with the bundle (the manifest is not checksummed; the files are).
+    checked = {
+        "max_relative_logit_difference": float(f"{diff:.3g}"),
+        "greedy_identical": list(report.greedy_match),
+        f"beam_{report.beams}_identical": list(report.beam_match),
+        "max_pixel_difference": {k: float(f"{d:.3g}") for k, (d, _) in report.pixel_difference.items()},
+    }
+    manifest = bundle.manifest._replace(metadata={**bundle.manifest.metadata, "checked": checked})
+    (out / MANIFEST_NAME).write_bytes(manifest.to_json())
+    return Bundle(out, manifest), report
+
+
+def _ignored_settings(folder: Path, parts: _Parts, settings: Mapping[str, Any]) -> list[str]:
+    """BLIP's generate reads its text decoder's settings, not generation_config.json: say so where
+    the file asks for something else (the bundle does what generate does)."""
+    if parts.kind != "blip" or not (folder / "generation_config.json").is_file():
+        return []
+    try:
+        written = json.loads((folder / "generation_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    used = {"num_beams": settings["beam_size"], "max_length": settings["max_length"]}
+    used.update((k, settings[k]) for k in ("length_penalty", "min_length", "no_repeat_ngram_size") if k in settings)
+    return [
+        f"    note: generation_config.json sets {key}={value!r}, which BLIP's generate does not read (it uses "
+        f"{used[key]!r}); pass --{key.replace('_', '-')} to the import to use it"
+        for key, value in sorted(written.items())
+        if key in used and value != used[key]
+    ]
 
 
 def _vocab_size(config: Mapping[str, Any], kind: str) -> int:
