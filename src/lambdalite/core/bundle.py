@@ -19,7 +19,9 @@ A bundle is a directory (or a reproducible `.tar.gz` of one) holding `lambdalite
 `files` maps a *role* to a file. Each task names the roles it needs: classification needs
 `model` and `labels`; image-to-text needs `encoder`, `decoder` and `vocab`; any bundle may add
 `pipeline` (its own code, run only when trusted). `options` holds task settings (for example
-generation lengths). A bad manifest raises `BundleError` naming the offending key.
+generation lengths). An image-to-text bundle whose decoder keeps a key/value cache says so in
+an optional `decoder` section (`DecoderSpec`). A bad manifest raises `BundleError` naming the
+offending key.
 """
 
 import hashlib
@@ -42,6 +44,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TASKS",
     "Bundle",
+    "DecoderSpec",
     "FileRef",
     "InputSpec",
     "Manifest",
@@ -242,6 +245,68 @@ class OutputSpec(NamedTuple):
         return out
 
 
+class DecoderSpec(NamedTuple):
+    """An image-to-text decoder with a key/value cache, its inputs and outputs named.
+
+    Each call takes the new tokens (`tokens`, an integer input of shape (B, T): the whole
+    prompt on the first call, then the last token), the cache so far (each `past` pair's
+    input, empty along `past_axis` on the first call) and the `context` (inputs fed the
+    encoder's outputs of the same name, constant while decoding, such as the cross-attention
+    keys and values). It returns `logits` for the next token and, for each `past` pair, the
+    cache grown by T along `past_axis` (its output). So a step costs the same at the 20th token
+    as at the first: the prefix is never run again.
+
+        "decoder": {"kind": "past", "tokens": "input_ids", "logits": "logits", "past_axis": 2,
+                    "past": [{"input": "past_0_key", "output": "present_0_key"}, ...],
+                    "context": ["cross_0_key", ...]}
+
+    Without this section a decoder follows the step convention (`lambdalite.tasks.captioning`).
+    """
+
+    tokens: str
+    logits: str
+    past: tuple[tuple[str, str], ...]
+    context: tuple[str, ...] = ()
+    past_axis: int = 2
+    kind: Literal["past"] = "past"
+
+    @classmethod
+    def from_dict(cls, r: "_Reader") -> "DecoderSpec":
+        r.check_known(("kind", "tokens", "logits", "past", "past_axis", "context"))
+        kind = r.str_("kind", choices=("past",))
+        tokens = r.str_("tokens")
+        logits = r.str_("logits")
+        past_axis = r.int_("past_axis", 2, minimum=1)
+        raw_past = r.get("past")
+        if not isinstance(raw_past, list) or not raw_past:
+            raise r.fail("past", f'expected a non-empty list of {{"input", "output"}} pairs, got {raw_past!r}')
+        past = []
+        for i, item in enumerate(raw_past):
+            pair = _Reader(item, r._key(f"past[{i}]"))
+            pair.check_known(("input", "output"))
+            past.append((pair.str_("input"), pair.str_("output")))
+        raw_context = r.get("context", [])
+        if not isinstance(raw_context, list) or not all(isinstance(c, str) and c for c in raw_context):
+            raise r.fail("context", f"expected a list of decoder input names, got {raw_context!r}")
+        inputs = [tokens, *(i for i, _ in past), *raw_context]
+        outputs = [logits, *(o for _, o in past)]
+        for names, what in ((inputs, "input"), (outputs, "output")):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise r.fail("past", f"the decoder {what} {twice[0]!r} is named twice")
+        return cls(tokens, logits, tuple(past), tuple(raw_context), past_axis, kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "tokens": self.tokens,
+            "logits": self.logits,
+            "past": [{"input": i, "output": o} for i, o in self.past],
+            "past_axis": self.past_axis,
+            "context": list(self.context),
+        }
+
+
 class Manifest(NamedTuple):
     """The parsed, validated `lambdalite.json`."""
 
@@ -255,12 +320,25 @@ class Manifest(NamedTuple):
     options: Mapping[str, Any] = _EMPTY
     metadata: Mapping[str, Any] = _EMPTY
     schema_version: int = SCHEMA_VERSION
+    decoder: DecoderSpec | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> "Manifest":
         r = _Reader(data, "")
         r.check_known(
-            ("schema_version", "name", "version", "task", "engine", "files", "input", "output", "options", "metadata")
+            (
+                "schema_version",
+                "name",
+                "version",
+                "task",
+                "engine",
+                "files",
+                "input",
+                "output",
+                "options",
+                "metadata",
+                "decoder",
+            )
         )
         schema = r.int_("schema_version")
         if schema != SCHEMA_VERSION:
@@ -280,6 +358,11 @@ class Manifest(NamedTuple):
             raise r.fail("options", "expected an object")
         if not isinstance(metadata, dict):
             raise r.fail("metadata", "expected an object")
+        decoder = None
+        if "decoder" in r.data:
+            if task != "image-to-text":
+                raise r.fail("decoder", f"only image-to-text bundles have a decoder section (this is {task})")
+            decoder = DecoderSpec.from_dict(r.obj("decoder"))
         return cls(
             schema_version=schema,
             name=r.str_("name"),
@@ -291,10 +374,11 @@ class Manifest(NamedTuple):
             output=OutputSpec.from_dict(r.obj("output", {})),
             options=options,
             metadata=metadata,
+            decoder=decoder,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema_version": self.schema_version,
             "name": self.name,
             "version": self.version,
@@ -306,6 +390,9 @@ class Manifest(NamedTuple):
             "options": dict(self.options),
             "metadata": dict(self.metadata),
         }
+        if self.decoder is not None:  # only then: other manifests read and write as they always did
+            out["decoder"] = self.decoder.to_dict()
+        return out
 
     def to_json(self) -> bytes:
         return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode()
@@ -404,6 +491,7 @@ def write_bundle(
     options: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
     filenames: Mapping[str, str] | None = None,
+    decoder: DecoderSpec | None = None,
 ) -> "Bundle":
     """Create a bundle directory from model files (paths or bytes), computing every checksum.
 
@@ -427,6 +515,7 @@ def write_bundle(
         output=output or OutputSpec(),
         options=dict(options or {}),
         metadata=dict(metadata or {}),
+        decoder=decoder,
     )
     Manifest.from_dict(json.loads(manifest.to_json()))  # what we write must read back
     (root / MANIFEST_NAME).write_bytes(manifest.to_json())

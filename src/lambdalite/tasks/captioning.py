@@ -37,19 +37,21 @@ kept, best first, under `alternatives` (the first is the caption itself).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from lambdalite.core.bundle import Bundle
+from lambdalite.core.bundle import Bundle, DecoderSpec
 from lambdalite.core.images import DEFAULT_LIMITS, DecodeLimits, Preprocessor
-from lambdalite.engines import Engine, load_engine
+from lambdalite.engines import Engine, TensorInfo, load_engine
 from lambdalite.errors import BundleError, EngineError, InputError
+from lambdalite.tasks import generation
 from lambdalite.tasks.base import Capabilities, Preprocess
+from lambdalite.tasks.generation import RULE_OPTIONS, Hypothesis, Rules
 
-__all__ = ["OPTIONS", "Captioner", "Hypothesis", "load"]
+__all__ = ["OPTIONS", "Captioner", "Hypothesis", "load"]  # Hypothesis: from .generation
 
 OPTIONS = ("beam_size", "max_length")
 _MANIFEST_OPTIONS = {
@@ -61,17 +63,13 @@ _MANIFEST_OPTIONS = {
     "end_token": "<end>",
     "suppress_tokens": None,
 }
+_LAMBDALITE_ONLY = ("start_token", "end_token", "suppress_tokens")
+_SEARCHES = ("lambdalite", "transformers")
 _NO_SPACE_BEFORE = frozenset({",", ".", ";", ":", "!", "?", "'s"})
 _INT_DTYPES = ("int64", "int32")
+_FLOAT_DTYPES = ("float32", "float16", "float64")
 
 Array = npt.NDArray[Any]
-
-
-class Hypothesis(NamedTuple):
-    """One finished caption: its token ids (without start and end) and its score."""
-
-    score: float
-    tokens: tuple[int, ...]
 
 
 class _DecoderSpec(NamedTuple):
@@ -80,6 +78,8 @@ class _DecoderSpec(NamedTuple):
     states: tuple[tuple[str, int], ...]  # (input name, index of its next_ output)
     context: tuple[str, ...]
     logits: int  # output index
+    token_rank: int = 1  # 2: the tokens are (B, T), as a decoder with a key/value cache takes them
+    past: bool = False  # the states are a cache (they start empty, never from the encoder)
 
 
 def _decoder_spec(encoder: Engine, decoder: Engine, logits_name: str | None, name: str) -> _DecoderSpec:
@@ -119,6 +119,58 @@ def _decoder_spec(encoder: Engine, decoder: Engine, logits_name: str | None, nam
     return _DecoderSpec(token.name, token.dtype, tuple(states), tuple(context), out_names.index(wanted))
 
 
+def _past_spec(encoder: Engine, decoder: Engine, spec: DecoderSpec, name: str) -> _DecoderSpec:
+    """The decoder's inputs and outputs as the manifest's `decoder` section names them, checked
+    against the models: every decoder input is the tokens, a cache or a context, each exactly once."""
+    ins: dict[str, TensorInfo] = {i.name: i for i in decoder.inputs}
+    outs = [o.name for o in decoder.outputs]
+    enc_names = {o.name for o in encoder.outputs}
+
+    def fail(problem: str) -> BundleError:
+        return BundleError(f"bundle {name}: lambdalite.json: decoder: {problem}")
+
+    token = ins.get(spec.tokens)
+    if token is None or token.dtype not in _INT_DTYPES or len(token.shape) != 2:
+        raise fail(
+            f"tokens: the decoder has no integer (batch, tokens) input {spec.tokens!r} "
+            f"(its inputs: {', '.join(f'{i.name} {i.dtype}{list(i.shape)}' for i in decoder.inputs)})"
+        )
+    if token.shape[0] != -1:
+        raise fail(f"tokens: the batch axis of {spec.tokens!r} is fixed at {token.shape[0]}; export it dynamic")
+    if spec.logits not in outs:
+        raise fail(f"logits: the decoder has no output {spec.logits!r} (it has {', '.join(outs)})")
+    states = []
+    for inp, out in spec.past:
+        info = ins.get(inp)
+        if info is None:
+            raise fail(f"past: the decoder has no input {inp!r}")
+        if out not in outs:
+            raise fail(f"past: the decoder has no output {out!r} (the cache {inp!r} grown)")
+        if info.dtype not in _FLOAT_DTYPES or len(info.shape) <= spec.past_axis:
+            raise fail(
+                f"past: {inp!r} ({info.dtype}{list(info.shape)}) is not a float cache with an axis {spec.past_axis}"
+            )
+        fixed = [d for axis, d in enumerate(info.shape) if axis not in (0, spec.past_axis)]
+        if any(d <= 0 for d in fixed) or info.shape[0] != -1:
+            raise fail(
+                f"past: {inp!r} has shape {list(info.shape)}; only its batch axis (0) and the past axis "
+                f"({spec.past_axis}) may be dynamic, so an empty cache can be made for the first step"
+            )
+        states.append((inp, outs.index(out)))
+    for c in spec.context:
+        if c not in ins:
+            raise fail(f"context: the decoder has no input {c!r}")
+        if c not in enc_names:
+            raise fail(f"context: the encoder has no output {c!r} (it gives {', '.join(sorted(enc_names))})")
+    covered = {spec.tokens, *(i for i, _ in spec.past), *spec.context}
+    extra = [i for i in ins if i not in covered]
+    if extra:
+        raise fail(f"the decoder input {extra[0]!r} is not named as tokens, past or context")
+    return _DecoderSpec(
+        spec.tokens, token.dtype, tuple(states), spec.context, outs.index(spec.logits), token_rank=2, past=True
+    )
+
+
 def _whole(options: Mapping[str, Any], key: str, low: int, high: int) -> int:
     value = options[key]
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
@@ -149,28 +201,54 @@ class Captioner:
         self.decoder = decoder
         self.vocab = vocab
         m = bundle.manifest
-        unknown = sorted(set(m.options) - set(_MANIFEST_OPTIONS))
+        search = m.options.get("search", "lambdalite")
+        if search not in _SEARCHES:
+            raise BundleError(
+                f"lambdalite.json: options.search: expected one of {', '.join(_SEARCHES)}, got {search!r}"
+            )
+        known = {*_MANIFEST_OPTIONS, "search", "text", *(RULE_OPTIONS if search == "transformers" else ())}
+        if search == "transformers":
+            known -= set(_LAMBDALITE_ONLY)
+        unknown = sorted(set(m.options) - known)
         if unknown:
             raise BundleError(
-                f"lambdalite.json: options.{unknown[0]}: unknown key for image-to-text "
-                f"(known: {', '.join(sorted(_MANIFEST_OPTIONS))})"
+                f"lambdalite.json: options.{unknown[0]}: unknown key for image-to-text with search {search!r} "
+                f"(known: {', '.join(sorted(known))})"
             )
         opts = {**_MANIFEST_OPTIONS, **m.options}
         self.beam_size_limit = _whole(opts, "beam_size_limit", 1, 256)
         self.max_length_limit = _whole(opts, "max_length_limit", 1, 4096)
         self.default_beam_size = _whole(opts, "beam_size", 1, self.beam_size_limit)
         self.default_max_length = _whole(opts, "max_length", 1, self.max_length_limit)
-        ids = {token: i for i, token in reversed(list(enumerate(vocab)))}
-        self.start, self.end = (self._token_id(ids, opts, key) for key in ("start_token", "end_token"))
-        suppress = opts["suppress_tokens"]
-        if suppress is None:
-            suppress = [opts["start_token"], *(["<pad>"] if "<pad>" in ids else [])]
-        if not isinstance(suppress, list) or not all(isinstance(t, str) and t in ids for t in suppress):
-            raise BundleError(
-                "lambdalite.json: options.suppress_tokens: expected a list of tokens in the vocabulary, "
-                f"got {suppress!r}"
-            )
-        self.suppress = np.array(sorted({ids[t] for t in suppress} - {self.end}), np.int64)
+        self.rules: Rules | None = None
+        self.prompt: tuple[int, ...] = ()
+        if search == "transformers":
+            self.rules = Rules.from_options(m.options, len(vocab))
+            self.prompt = self.rules.prompt
+            self.start = self.end = -1  # the rules name their own tokens
+            self.suppress = np.zeros(0, np.int64)
+            if self.default_max_length <= len(self.prompt):
+                raise BundleError(
+                    f"lambdalite.json: options.max_length: {self.default_max_length} leaves no room after the "
+                    f"{len(self.prompt)} prompt token(s) it counts"
+                )
+        else:
+            ids = {token: i for i, token in reversed(list(enumerate(vocab)))}
+            self.start, self.end = (self._token_id(ids, opts, key) for key in ("start_token", "end_token"))
+            suppress = opts["suppress_tokens"]
+            if suppress is None:
+                suppress = [opts["start_token"], *(["<pad>"] if "<pad>" in ids else [])]
+            if not isinstance(suppress, list) or not all(isinstance(t, str) and t in ids for t in suppress):
+                raise BundleError(
+                    "lambdalite.json: options.suppress_tokens: expected a list of tokens in the vocabulary, "
+                    f"got {suppress!r}"
+                )
+            self.suppress = np.array(sorted({ids[t] for t in suppress} - {self.end}), np.int64)
+        self.detokenize: Callable[[Sequence[int]], str] | None = None
+        if "text" in m.options:
+            from lambdalite.tasks.detokenize import Detokenizer
+
+            self.detokenize = Detokenizer(vocab, m.options["text"])
         spec = m.input
         self.preprocess: Preprocess = preprocess or Preprocessor.from_spec(spec, limits)
         self.input_name = spec.name or encoder.inputs[0].name
@@ -178,7 +256,15 @@ class Captioner:
             raise BundleError(f"lambdalite.json: input.name: the encoder has no input {self.input_name!r}")
         batch_dim = next((i.shape[0] for i in encoder.inputs if i.name == self.input_name and i.shape), -1)
         self.max_encoder_batch = None if batch_dim in (-1, 0) else batch_dim
-        self.spec = _decoder_spec(encoder, decoder, m.output.name, m.name)
+        if m.decoder is not None:
+            self.spec = _past_spec(encoder, decoder, m.decoder, m.name)
+        else:
+            self.spec = _decoder_spec(encoder, decoder, m.output.name, m.name)
+        if self.prompt and len(self.prompt) > 1 and self.spec.token_rank == 1:
+            raise BundleError(
+                f"bundle {m.name}: options.prompt_ids has {len(self.prompt)} tokens but the decoder takes one "
+                f"token per call; give it a (batch, tokens) input and a decoder section"
+            )
         self.scores_are_probabilities = m.output.kind == "probabilities"
         out = decoder.outputs[self.spec.logits]
         if out.shape and out.shape[-1] > 0 and out.shape[-1] != len(vocab):
@@ -229,6 +315,8 @@ class Captioner:
         return out
 
     def text(self, tokens: Sequence[int]) -> str:
+        if self.detokenize is not None:
+            return self.detokenize([*self.prompt, *tokens])
         words: list[str] = []
         for t in tokens:
             word = self.vocab[t]
@@ -243,7 +331,7 @@ class Captioner:
         shape = (1, 3, h, w) if self.bundle.manifest.input.layout == "NCHW" else (1, h, w, 3)
         dtype = {"float32": np.float32, "uint8": np.uint8, "int8": np.int8}[self.bundle.manifest.input.dtype]
         try:
-            self.generate(np.zeros(shape, dtype), beam_size=1, max_length=2)
+            self.generate(np.zeros(shape, dtype), beam_size=1, max_length=len(self.prompt) + 2)
         except EngineError as exc:
             raise BundleError(
                 f"bundle {self.bundle.manifest.name}: the encoder and decoder do not run on the input the "
@@ -267,19 +355,33 @@ class Captioner:
         n = batch.shape[0]
         context = {name: encoded[name] for name in self.spec.context}
         states = {name: self._initial_state(name, encoded, n) for name, _ in self.spec.states}
+        if self.rules is not None:
+            if beam_size == 1:
+                return generation.greedy(_Rows(self, context, states, 1), n, self.rules, max_length)
+            context = {name: np.repeat(v, beam_size, axis=0) for name, v in context.items()}
+            states = {name: np.repeat(v, beam_size, axis=0) for name, v in states.items()}
+            rows = _Rows(self, context, states, beam_size)
+            return generation.beam(rows, n, beam_size, self.rules, max_length)
         if beam_size == 1:
             return self._greedy(context, states, n, max_length)
         return self._beam(context, states, n, beam_size, max_length)
 
     def _initial_state(self, name: str, encoded: Mapping[str, Array], n: int) -> Array:
-        if name in encoded:
+        if name in encoded and not self.spec.past:
             return encoded[name]
         info = next(i for i in self.decoder.inputs if i.name == name)
         shape = (n, *(max(d, 0) for d in info.shape[1:]))  # dynamic axes start empty
         return np.zeros(shape, np.dtype(info.dtype))
 
     def _step(self, tokens: Array, context: Mapping[str, Array], states: Mapping[str, Array]) -> list[Array]:
-        return self.decoder.run({self.spec.token: tokens, **context, **states})
+        if self.spec.token_rank == 2 and tokens.ndim == 1:
+            tokens = tokens[:, None]
+        tokens = np.ascontiguousarray(tokens, self.spec.token_dtype)
+        outputs = self.decoder.run({self.spec.token: tokens, **context, **states})
+        logits = outputs[self.spec.logits]
+        if logits.ndim == 3:  # (B, T, V): the scores after the last token
+            outputs[self.spec.logits] = logits[:, -1]
+        return outputs
 
     def _log_probs(self, raw: Array) -> npt.NDArray[np.float64]:
         """Next-token log-probabilities (rows, V), suppressed tokens at -inf."""
@@ -406,6 +508,34 @@ class Captioner:
             states = self._next_states(outputs, rows, buffers)
             tokens = token.ravel().astype(tokens.dtype)
         return [sorted(h, key=lambda x: -x.score)[:k] for h in finished]
+
+
+class _Rows:
+    """One search's decoder rows (`generation.Decoder`): their context and cache, kept in step.
+
+    Rows come in groups of `group` (an image's beams), which share one context: it is copied
+    only when images leave the search, never when beams are merely reordered."""
+
+    def __init__(self, captioner: Captioner, context: dict[str, Array], states: dict[str, Array], group: int) -> None:
+        self.captioner = captioner
+        self.context = context
+        self.states = states
+        self.group = group
+        self.outputs: list[Array] = []
+        self.buffers: dict[str, Array] = {}
+
+    def __call__(self, tokens: Array) -> Array:
+        self.outputs = self.captioner._step(tokens, self.context, self.states)
+        self.states = self.captioner._next_states(self.outputs, None, self.buffers)
+        return self.outputs[self.captioner.spec.logits]
+
+    def keep(self, rows: Array) -> None:
+        count = len(self.outputs[self.captioner.spec.logits])
+        if len(rows) != count:  # images left: their context goes (each kept row's image's context)
+            self.context = {k: np.take(v, rows, axis=0) for k, v in self.context.items()}
+        elif np.array_equal(rows, np.arange(count)):
+            return  # every row goes on as it is: the states are the outputs already
+        self.states = self.captioner._next_states(self.outputs, rows, self.buffers)
 
 
 def _read_vocab(bundle: Bundle) -> list[str]:

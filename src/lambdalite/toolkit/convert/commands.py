@@ -1,6 +1,7 @@
 """`lambdalite import` and `lambdalite export`: models from elsewhere into bundles.
 
     lambdalite import model.tar.gz -o bundle.tar.gz            # SageMaker / seed-004 archive
+    lambdalite import vit-gpt2/ --num-beams 4 -o captioner.tar.gz   # Hugging Face captioner folder
     lambdalite import clothing.tflite --labels classes.txt --mean 0.5 0.5 0.5 --std 0.5 0.5 0.5 -o b.tar.gz
     lambdalite export mypkg.models:build --labels classes.txt -o bundle.tar.gz
     lambdalite export mypkg.models:build --labels classes.txt --quantize int8 --calibration photos/ -o b.tar.gz
@@ -81,27 +82,58 @@ def _finish(bundle_dir: Path, output: Path) -> None:
         shutil.copytree(bundle_dir, output, dirs_exist_ok=True)
     m = bundle.manifest
     i = m.input
+    if m.task == "image-to-text":
+        what = f"{len(bundle.read('vocab').splitlines())} tokens, " + (
+            "decoder with a key/value cache" if m.decoder is not None else "decoder step"
+        )
+    else:
+        what = f"{len(bundle.read_lines('labels'))} classes, output {m.output.kind}"
     click.echo(
-        f"wrote {output}: {m.name} {m.version}, engine {m.engine}, input {i.size[0]}x{i.size[1]} {i.layout}, "
-        f"{len(bundle.read_lines('labels'))} classes, output {m.output.kind}"
+        f"wrote {output}: {m.name} {m.version}, engine {m.engine}, input {i.size[0]}x{i.size[1]} {i.layout}, {what}"
     )
+
+
+def _captioner_options(f: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        click.option("--num-beams", type=click.IntRange(1, 256), help="Captioners: default beams [generate's]."),
+        click.option("--max-length", type=click.IntRange(2, 4096), help="Captioners: generate's max_length."),
+        click.option("--max-new-tokens", type=click.IntRange(1, 4096), help="Captioners: generate's max_new_tokens."),
+        click.option("--length-penalty", type=float, help="Captioners: beam search length penalty [generate's]."),
+        click.option("--prompt", help="BLIP: text the caption continues, e.g. 'a picture of'."),
+        click.option(
+            "--check-images",
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            help="Captioners: images to compare captions with model.generate [synthetic scenes].",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
 
 
 @click.command("import")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @_preprocessing_options
 @click.option("--keep-torchscript", is_flag=True, help="Keep TorchScript for the torch engine (no ONNX conversion).")
+@_captioner_options
 def import_command(source: Path, output: Path, **kw: Any) -> None:
-    """Make a bundle from a model archive or file.
+    """Make a bundle from a model archive, file or folder.
 
     SOURCE is a SageMaker or seed-004 model.tar.gz (TorchScript .pt/.pth and classes.txt), a bare
-    TorchScript file, an .onnx or a .tflite. TorchScript becomes ONNX unless --keep-torchscript.
+    TorchScript file, an .onnx or a .tflite, or a Hugging Face captioner folder (ViT + GPT-2
+    VisionEncoderDecoderModel, BLIP). TorchScript becomes ONNX unless --keep-torchscript.
     """
     from lambdalite.core.progress import Stderr
     from lambdalite.toolkit.convert.importer import import_model
 
     _check_output(output)
     options = _options(kw)
+    generate = {k: kw.pop(k) for k in ("num_beams", "max_length", "max_new_tokens", "length_penalty")}
+    options = options._replace(
+        generate={k: v for k, v in generate.items() if v is not None},
+        prompt=kw["prompt"],
+        check_images=tuple(_images(kw["check_images"])) if kw["check_images"] else (),
+    )
     with tempfile.TemporaryDirectory(prefix="lambdalite-import-") as tmp:
         work = Path(tmp) / "bundle"
         import_model(source, work, options, Stderr())

@@ -2,7 +2,8 @@
 
 Accepted: a SageMaker or seed-004 `model.tar.gz` (a TorchScript `.pt`/`.pth`, an `.onnx` or a
 `.tflite`, plus `classes.txt`/`labels.txt`/`synset.txt` or TorchServe's `index_to_name.json`), a
-bare model file of those kinds, or a bundle (returned as it is). The model is read as
+bare model file of those kinds, a bundle (returned as it is), or a Hugging Face captioner folder
+(`lambdalite.toolkit.convert.hf_captioner`). The model is read as
 `lambdalite.sources.plain` reads archives at run time; `ImportOptions` overrides its defaults.
 
 TorchScript is converted to ONNX (needs torch and onnx: the `export` extra), so serving it needs
@@ -13,8 +14,10 @@ input size: it is taken from the options, or probed (224, then other common size
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, NamedTuple
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -60,6 +63,10 @@ class ImportOptions(NamedTuple):
     version: str = "1.0.0"
     keep_torchscript: bool = False
     top_k: int = 5
+    # Hugging Face captioners: generate() keyword arguments, a BLIP text prompt, test images.
+    generate: Mapping[str, Any] = MappingProxyType({})
+    prompt: str | None = None
+    check_images: tuple[Path, ...] = ()
 
 
 def import_model(source: Path, out: Path, options: ImportOptions, progress: Progress | None = None) -> Bundle:
@@ -67,6 +74,31 @@ def import_model(source: Path, out: Path, options: ImportOptions, progress: Prog
     progress = progress or Quiet()
     if source.is_dir() and (source / MANIFEST_NAME).is_file():
         raise UsageError(f"{source} is already a bundle; use `lambdalite bundle pack` to pack it")
+    if source.is_dir() and (source / "config.json").is_file():
+        from lambdalite.toolkit.convert import hf_captioner
+
+        if hf_captioner.is_captioner(source):
+            flags = (
+                ("--labels", options.labels),
+                ("--input-size", options.input_size),
+                ("--mean", options.mean),
+                ("--std", options.std),
+                ("--resize", options.resize),
+                ("--no-crop", options.crop != "center"),
+                ("--keep-torchscript", options.keep_torchscript),
+            )
+            given = [flag for flag, value in flags if value]
+            if given:
+                raise UsageError(
+                    f"{given[0]} does not apply to {source}: a Hugging Face captioner's preprocessing comes from "
+                    f"its image processor and its vocabulary from its tokenizer"
+                )
+            captioner = hf_captioner.CaptionerOptions(
+                options.name, options.version, options.generate, options.prompt, options.check_images
+            )
+            return hf_captioner.import_captioner(source, out, captioner, progress)[0]
+    if options.generate or options.prompt or options.check_images:
+        raise UsageError("--num-beams, --max-length, --prompt and the like are for Hugging Face captioner folders")
     with tempfile.TemporaryDirectory(prefix="lambdalite-import-") as tmp:
         work = Path(tmp)
         if source.is_dir():
