@@ -37,6 +37,11 @@ def _preprocessing_options(f: click.decorators.FC) -> click.decorators.FC:
         click.option("--no-crop", is_flag=True, help="Resize straight to the input size, no centre crop."),
         click.option("--mean", type=float, nargs=3, help="Per-channel mean after /255 [ImageNet]."),
         click.option("--std", type=float, nargs=3, help="Per-channel std after /255 [ImageNet]."),
+        click.option(
+            "--resample",
+            type=click.Choice(["bilinear", "bicubic", "nearest", "lanczos", "box", "hamming"]),
+            help="Resampling filter for the resize [bilinear].",
+        ),
         click.option("--name", help="Bundle name [from the file name]."),
         click.option("--version", "version", default="1.0.0", show_default=True, help="Bundle version."),
         click.option(
@@ -61,6 +66,9 @@ def _options(kw: dict[str, Any]) -> ImportOptions:
         name=kw["name"],
         version=kw["version"],
         keep_torchscript=bool(kw.get("keep_torchscript", False)),
+        resample=kw["resample"],
+        check_images=kw.get("check_images"),
+        tolerance=kw.get("tolerance") or 1e-4,
     )
 
 
@@ -85,17 +93,37 @@ def _finish(bundle_dir: Path, output: Path) -> None:
         f"wrote {output}: {m.name} {m.version}, engine {m.engine}, input {i.size[0]}x{i.size[1]} {i.layout}, "
         f"{len(bundle.read_lines('labels'))} classes, output {m.output.kind}"
     )
+    check = m.metadata.get("check")
+    if isinstance(check, dict):  # an import checked against the original model
+        click.echo(
+            f"checked against {check['reference']}: top-1 agrees on {check['top1_agree']}/{check['photos']} photos, "
+            f"max probability difference {check['max_probability_difference']:.1e}"
+        )
 
 
 @click.command("import")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @_preprocessing_options
 @click.option("--keep-torchscript", is_flag=True, help="Keep TorchScript for the torch engine (no ONNX conversion).")
+@click.option(
+    "--check-images",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Photos to check a Hugging Face or Keras import against the original [scikit-image's samples].",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(0, 1),
+    default=1e-4,
+    show_default=True,
+    help="Largest probability difference that check accepts.",
+)
 def import_command(source: Path, output: Path, **kw: Any) -> None:
-    """Make a bundle from a model archive or file.
+    """Make a bundle from a model folder, archive or file.
 
-    SOURCE is a SageMaker or seed-004 model.tar.gz (TorchScript .pt/.pth and classes.txt), a bare
-    TorchScript file, an .onnx or a .tflite. TorchScript becomes ONNX unless --keep-torchscript.
+    SOURCE is a Hugging Face image-classification folder (save_pretrained, or optimum-cli export
+    onnx), a Keras .keras/.h5 file, a SageMaker or seed-004 model.tar.gz (TorchScript .pt/.pth and
+    classes.txt), a bare TorchScript file, an .onnx or a .tflite. TorchScript becomes ONNX unless
+    --keep-torchscript. Hugging Face and Keras imports are checked against the original on photos.
     """
     from .importer import import_model
     from .progress import Stderr

@@ -2,7 +2,8 @@
 
 Accepted: a SageMaker or seed-004 `model.tar.gz` (a TorchScript `.pt`/`.pth`, an `.onnx` or a
 `.tflite`, plus `classes.txt`/`labels.txt`/`synset.txt` or TorchServe's `index_to_name.json`), a
-bare model file of those kinds, or a bundle (returned as it is).
+bare model file of those kinds, or a bundle (returned as it is). Hugging Face and optimum
+folders are `convert_hf`'s, Keras files (`.keras`, `.h5`) `convert_keras`'s.
 
 What the model says is read from it by loading it with its engine: input name, layout (NCHW or
 NHWC, from where the 3 channels are), size when fixed, and the class count (checked against the
@@ -26,7 +27,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from .bundle import MANIFEST_NAME, Bundle, InputSpec, OutputSpec, file_sha256, write_bundle
+from .bundle import MANIFEST_NAME, Bundle, InputSpec, OutputSpec, Resample, file_sha256, write_bundle
 from .errors import BundleError, EngineError, SourceError, UsageError
 from .progress import Progress, Quiet
 
@@ -72,6 +73,9 @@ class ImportOptions(NamedTuple):
     version: str = "1.0.0"
     keep_torchscript: bool = False
     top_k: int = 5
+    resample: Resample | None = None
+    check_images: Path | None = None  # photos to check an import against the original model
+    tolerance: float = 1e-4  # the largest probability difference that check accepts
 
 
 class Found(NamedTuple):
@@ -184,6 +188,7 @@ def _input_spec(facts: ModelFacts, options: ImportOptions, size: tuple[int, int]
         scale=1 / 255,
         mean=options.mean or IMAGENET_MEAN,
         std=options.std or IMAGENET_STD,
+        resample=options.resample or "bilinear",
         name=facts.input_name,
     )
 
@@ -257,6 +262,14 @@ def import_model(source: Path, out: Path, options: ImportOptions, progress: Prog
     progress = progress or Quiet()
     if source.is_dir() and (source / MANIFEST_NAME).is_file():
         raise UsageError(f"{source} is already a bundle; use `lambdalite bundle pack` to pack it")
+    if source.is_dir() and (source / "config.json").is_file():  # Hugging Face / optimum folders
+        from .convert_hf import import_hf_folder
+
+        return import_hf_folder(source, out, options, progress)
+    if source.suffix.lower() in (".keras", ".h5"):
+        from .convert_keras import import_keras
+
+        return import_keras(source, out, options, progress)
     with tempfile.TemporaryDirectory(prefix="lambdalite-import-") as tmp:
         work = Path(tmp)
         if source.is_dir():
