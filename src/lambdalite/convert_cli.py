@@ -42,6 +42,11 @@ def _preprocessing_options(f: click.decorators.FC) -> click.decorators.FC:
             type=click.Choice(["bilinear", "bicubic", "nearest", "lanczos", "box", "hamming"]),
             help="Resampling filter for the resize [bilinear].",
         ),
+        click.option(
+            "--full-decode",
+            is_flag=True,
+            help="Decode JPEGs at full size, as PIL.Image.open does [large JPEGs decode at reduced scale, faster].",
+        ),
         click.option("--name", help="Bundle name [from the file name]."),
         click.option("--version", "version", default="1.0.0", show_default=True, help="Bundle version."),
         click.option(
@@ -67,6 +72,7 @@ def _options(kw: dict[str, Any]) -> ImportOptions:
         version=kw["version"],
         keep_torchscript=bool(kw.get("keep_torchscript", False)),
         resample=kw["resample"],
+        full_decode=bool(kw["full_decode"]),
         check_images=kw.get("check_images"),
         tolerance=kw.get("tolerance") or 1e-4,
     )

@@ -261,7 +261,15 @@ def processor_attrs(processor: Any) -> dict[str, Any]:
         "resample",
         "do_pad",
     )
-    return {name: getattr(processor, name, None) for name in names}
+    out: dict[str, Any] = {name: getattr(processor, name, None) for name in names}
+    for name in ("size", "crop_size"):  # SizeDicts as plain {key: int}
+        out[name] = _size(out[name]) or None
+    for name in ("image_mean", "image_std"):
+        if isinstance(out[name], tuple):
+            out[name] = list(out[name])
+    if out["resample"] is not None:
+        out["resample"] = int(out["resample"])
+    return out
 
 
 class PhotoCheck(NamedTuple):
@@ -308,14 +316,22 @@ class Check(NamedTuple):
             )
         return out
 
+    @property
+    def max_input_difference(self) -> float | None:
+        diffs = [p.pixel_difference for p in self.photos if p.pixel_difference is not None]
+        return max(diffs) if diffs else None
+
     def to_metadata(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "reference": self.reference,
             "photos": len(self.photos),
             "top1_agree": self.agree,
             "max_probability_difference": float(f"{self.max_difference:.3e}"),
             "tolerance": self.tolerance,
         }
+        if self.max_input_difference is not None:  # both sides' input tensors, compared
+            out["max_input_difference"] = float(f"{self.max_input_difference:.3e}")
+        return out
 
 
 def check_photos(check_images: Path | None) -> list[tuple[str, bytes]]:
@@ -326,7 +342,7 @@ def check_photos(check_images: Path | None) -> list[tuple[str, bytes]]:
         found = sorted(p for p in check_images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not found:
             raise UsageError(f"--check-images {check_images} holds no images")
-        return [(p.name, p.read_bytes()) for p in found]
+        return [(p.relative_to(check_images).as_posix(), p.read_bytes()) for p in found]
     try:
         import skimage
     except ImportError:
@@ -351,12 +367,12 @@ def run_check(
     photos: Sequence[tuple[str, bytes]],
     tolerance: float,
     *,
-    reference_input: Callable[[bytes], npt.NDArray[np.float32]] | None = None,
+    reference_input: Callable[[str, bytes], npt.NDArray[np.float32]] | None = None,
     reference_probabilities: bool = False,
 ) -> Check:
     """Each photo through the original and through the bundle, as the function would run it.
 
-    `reference_input` turns a photo's bytes into the original's input batch (its own
+    `reference_input` turns a photo (name, bytes) into the original's input batch (its own
     preprocessing); None gives it the bundle's own tensor, which checks the conversion alone.
     `reference_run` maps that batch to logits (or probabilities with `reference_probabilities`).
     """
@@ -367,7 +383,7 @@ def run_check(
     results = []
     for name, data in photos:
         ours = np.asarray(classifier.preprocess(data)[None], np.float32)
-        theirs = ours if reference_input is None else reference_input(data)
+        theirs = ours if reference_input is None else reference_input(name, data)
         raw = np.asarray(reference_run(theirs), np.float64).reshape(1, -1)
         want = raw[0] if reference_probabilities else _softmax(raw)[0]
         got = classifier.probabilities(ours)[0]
@@ -388,18 +404,66 @@ def run_check(
     return Check(reference, results, tolerance)
 
 
-def hf_input(processor: Any) -> Callable[[bytes], npt.NDArray[np.float32]]:
-    """A photo as Hugging Face prepares it: `load_image` (EXIF rotation, RGB), then the processor."""
-    import io
+class HFProcessor(NamedTuple):
+    """What the folder's image processor is and does, as a process without torch saw it."""
 
+    kind: str  # the class name without its backend suffix, e.g. ViTImageProcessor
+    attrs: dict[str, Any]  # its effective settings (processor_attrs)
+    pixels: dict[str, npt.NDArray[np.float32]]  # photo name -> pixel_values (1, 3, H, W)
+
+
+def run_processor(folder: Path, photos: Sequence[tuple[str, bytes]], work: Path) -> HFProcessor:
+    """Load the image processor and prepare the photos in a child Python that cannot import torch.
+
+    transformers imports torch whenever it is installed; the child hides it (as on an install
+    without torch), so this process never loads torch for an optimum folder, and the processor
+    runs exactly as on a torch-free install (its PIL backend needs only numpy and Pillow).
+    """
+    import subprocess
+    import sys
+
+    shown = work / "photos"
+    shown.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, (name, data) in enumerate(photos):
+        (shown / f"{i:04d}").write_bytes(data)
+        names.append(name)
+    out = work / "pixels.npz"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lambdalite.convert_hf", str(folder), str(shown), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        last = lines[-1] if lines else f"exit status {proc.returncode}"
+        if last.startswith("error: "):
+            raise UsageError(last.removeprefix("error: "))
+        raise BundleError(f"{folder}: reading the image processor failed: {last}")
+    report = json.loads(proc.stdout.splitlines()[-1])
+    with np.load(out) as arrays:
+        pixels = {name: np.asarray(arrays[f"{i:04d}"], np.float32) for i, name in enumerate(names)}
+    return HFProcessor(str(report["kind"]), dict(report["attrs"]), pixels)
+
+
+def _processor_child(folder: Path, photos: Path, out: Path) -> None:
+    """The child's side of `run_processor` (python -m lambdalite.convert_hf FOLDER PHOTOS OUT.npz)."""
+    import io
+    import sys
+
+    sys.modules["torch"] = None  # type: ignore[assignment]  # as if not installed: transformers skips it
     from PIL import Image
+
+    kind, processor = load_processor(folder)
     from transformers.image_utils import load_image
 
-    def prepare(data: bytes) -> npt.NDArray[np.float32]:
-        image = load_image(Image.open(io.BytesIO(data)))
-        return np.asarray(processor(image, return_tensors="np")["pixel_values"], np.float32)
-
-    return prepare
+    arrays = {}
+    for path in sorted(photos.iterdir()):
+        image = load_image(Image.open(io.BytesIO(path.read_bytes())))  # EXIF rotation + RGB, as HF pipelines
+        arrays[path.name] = np.asarray(processor(image, return_tensors="np")["pixel_values"], np.float32)
+    np.savez(out, **arrays)  # type: ignore[arg-type]
+    print(json.dumps({"kind": kind, "attrs": processor_attrs(processor)}))
 
 
 def _refuse_flags(options: ImportOptions, origin: str) -> None:
@@ -457,15 +521,18 @@ def import_hf_folder(source: Path, out: Path, options: ImportOptions, progress: 
             f"save it with model.save_pretrained(DIR) and processor.save_pretrained(DIR)"
         )
     labels = read_labels(options.labels) if options.labels else labels_from_config(config, origin)
-    with progress.step("Reading the image processor (preprocessor_config.json)"):
-        kind, processor = load_processor(source)
-        spec = spec_from_processor(kind, processor_attrs(processor), origin)
-    progress.note(
-        f"    {kind}: {_describe(spec)}, mean {list(spec.mean)}, std {list(spec.std)}, scale {spec.scale:.6g}"
-    )
+    if not (source / "preprocessor_config.json").is_file():
+        raise UsageError(f"{origin} has no preprocessor_config.json: lambdalite cannot tell how images are prepared")
     photos = check_photos(options.check_images)
     with tempfile.TemporaryDirectory(prefix="lambdalite-hf-") as tmp:
         work = Path(tmp)
+        with progress.step(f"Reading the image processor and preparing {len(photos)} photos with it"):
+            hf = run_processor(source, photos, work)
+            spec = spec_from_processor(hf.kind, hf.attrs, origin)
+        kind = hf.kind
+        progress.note(
+            f"    {kind}: {_describe(spec)}, mean {list(spec.mean)}, std {list(spec.std)}, scale {spec.scale:.6g}"
+        )
         if onnx_file.is_file():
             fmt: Literal["optimum", "huggingface"] = "optimum"
             for extra in ("model.onnx_data", "model.onnx.data"):
@@ -510,7 +577,12 @@ def import_hf_folder(source: Path, out: Path, options: ImportOptions, progress: 
         )
         with progress.step(f"Checking the bundle on {len(photos)} photos against the original"):
             check = run_check(
-                staged, reference_name, reference_run, photos, options.tolerance, reference_input=hf_input(processor)
+                staged,
+                reference_name,
+                reference_run,
+                photos,
+                options.tolerance,
+                reference_input=lambda name, data: hf.pixels[name],
             )
         return finish_checked(staged, check, out, origin, progress)
 
@@ -603,3 +675,13 @@ def _export_with_torch(
             return model(pixel_values=torch.from_numpy(pixels)).logits.numpy()  # type: ignore[no-any-return]
 
     return out, run, str(transformers.__version__)
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        _processor_child(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -88,6 +88,55 @@ def keras_input(model: Any, origin: str) -> tuple[Literal["NCHW", "NHWC"], tuple
     return layout, (int(h), int(w)) if h and w else None
 
 
+def export_keras_onnx(model: Any, shape: tuple[int, int, int, int], out: Path) -> Path:
+    """Export with torch's dynamo exporter (onnxscript), a dynamic batch axis, then onnx's checker.
+
+    Keras's torch backend computes "same" padding from the traced input's shape, which the
+    TorchScript exporter cannot fold into constants (Xception's pooling fails there); the
+    dynamo exporter traces those sizes symbolically, as Keras's own `export(format="onnx")` does.
+    """
+    import logging
+
+    import onnx
+    import torch
+
+    from .export import quiet
+
+    class Forward(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> Any:
+            return self.model(x, training=False)
+
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    example = torch.zeros((2, *shape[1:]))  # a batch of 2: a batch of 1 would be specialised
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)  # "torchvision is not installed" notes
+    try:
+        with quiet(), torch.no_grad():
+            program = torch.onnx.export(
+                Forward().eval(),
+                (example,),
+                dynamo=True,
+                opset_version=18,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_shapes={"x": {0: batch}},
+                verbose=False,
+            )
+            if program is None:  # only without a dynamo result; never with dynamo=True
+                raise BundleError("torch.onnx.export gave no program")
+            program.optimize()
+            program.save(str(out))
+    finally:
+        onnx_logger.setLevel(level)
+    onnx.checker.check_model(str(out))
+    return out
+
+
 def import_keras(source: Path, out: Path, options: ImportOptions, progress: Progress | None = None) -> Bundle:
     """Make the bundle `out` from a Keras 3 `.keras` (or legacy `.h5`) file."""
     from .convert_hf import check_photos, finish_checked, run_check
@@ -102,8 +151,6 @@ def import_keras(source: Path, out: Path, options: ImportOptions, progress: Prog
     with progress.step("Loading Keras (torch backend)"):
         keras = _keras()
         import torch
-
-        from .export import export_onnx
     with progress.step(f"Loading {source.name}"):
         model = _load(keras, source)
     layout, size = keras_input(model, origin)
@@ -125,9 +172,10 @@ def import_keras(source: Path, out: Path, options: ImportOptions, progress: Prog
         onnx_path = work / "model.onnx"
         with progress.step(f"Exporting to ONNX ({h}x{w} {layout}, dynamic batch)"):
             try:
-                export_onnx(model, torch.zeros(shape), onnx_path, input_name="input", output_name="output")
+                export_keras_onnx(model, shape, onnx_path)
             except Exception as exc:  # the exporter raises many kinds for unsupported layers
-                raise BundleError(f"{origin}: exporting the Keras model to ONNX failed: {exc}") from exc
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise BundleError(f"{origin}: exporting the Keras model to ONNX failed: {first}") from exc
         facts = inspect_model("onnxruntime", onnx_path.read_bytes(), h)
         if facts.classes is not None and facts.classes != len(labels):
             raise BundleError(

@@ -74,6 +74,7 @@ class ImportOptions(NamedTuple):
     keep_torchscript: bool = False
     top_k: int = 5
     resample: Resample | None = None
+    full_decode: bool = False  # decode JPEGs at full size (no reduced-scale draft)
     check_images: Path | None = None  # photos to check an import against the original model
     tolerance: float = 1e-4  # the largest probability difference that check accepts
 
@@ -190,6 +191,7 @@ def _input_spec(facts: ModelFacts, options: ImportOptions, size: tuple[int, int]
         std=options.std or IMAGENET_STD,
         resample=options.resample or "bilinear",
         name=facts.input_name,
+        jpeg_draft=not options.full_decode,
     )
 
 
