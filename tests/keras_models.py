@@ -87,7 +87,8 @@ def main() -> None:
             break
         head.kernel.assign(np.asarray(head.kernel.numpy()) * 3.0)
     model.save(out / "model.keras")
-    model.save(out / "model.h5")  # Keras 2's format (legacy): what ModelCheckpoint wrote for seed 001
+    if kind == "small":
+        model.save(out / "model.h5")  # Keras 2's format (legacy): what ModelCheckpoint wrote for seed 001
     h, w = model.input_shape[1:3]
     reference = {}
     for path in photos:
