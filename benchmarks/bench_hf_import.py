@@ -7,7 +7,7 @@ The model: ViT-Base/16 at 224x224 (google/vit-base-patch16-224's config: 12 laye
 its image processor (ViTImageProcessor, 224x224 bilinear, mean/std 0.5). Nothing is downloaded.
 
 1. `lambdalite import` of that folder (torch export to ONNX, checked against transformers).
-2. What each function ships, as Lambda would run it, for python3.11 x86_64:
+2. What each function ships, as Lambda would run it (python3.11 x86_64, manylinux wheels):
    * lambdalite: the function's modules and numpy, Pillow and ONNX Runtime unpacked from their
      Lambda-platform wheels and slimmed exactly as `lambdalite build` stages a zip
      (`copy_lambdalite`, `unpack_wheel`, `slim`), plus the bundle in model/;
@@ -36,11 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from lambdalite.bundle import open_bundle
 from lambdalite.deploy.artifact import MAX_UNZIPPED, MAX_ZIPPED_UPLOAD, write_zip
-from lambdalite.deploy.build import _import_names
 from lambdalite.deploy.package import copy_lambdalite
 from lambdalite.deploy.slim import slim
-from lambdalite.deploy.target import Target
-from lambdalite.deploy.wheels import fetch_wheels, requirements_for, unpack_wheel
 from lambdalite.images import FORMATS
 from lambdalite.importer import ImportOptions, import_model
 from lambdalite.progress import Stderr
@@ -104,14 +101,39 @@ def vit_base(folder: Path) -> Path:
     return folder
 
 
-def lambdalite_root(bundle_dir: Path, root: Path, target: Target, progress: Stderr) -> None:
-    """What `lambdalite build` stages for a zip, less the model (over 250 MB, it is kept apart)."""
+def lambdalite_root(bundle_dir: Path, root: Path, progress: Stderr) -> None:
+    """What `lambdalite build` stages for a zip, less the model (over 250 MB, it is kept apart).
+
+    The dependencies come from `pip install --target` (cp311 wheels, this repo's pins) rather
+    than `lambdalite build`'s Lambda-platform download: lambdalite builds for python3.12+ (the
+    pinned numpy has no wheel for python3.11's Amazon Linux 2), and the torch function can only
+    be run here on python3.11 (the local torch wheel), so both sides run the same interpreter.
+    Then the build's own slimming and module copy.
+    """
     bundle = open_bundle(bundle_dir)
-    wheels = fetch_wheels(requirements_for(bundle.manifest.engine), target, progress)
-    for wheel in wheels:
-        unpack_wheel(wheel, root)
+    with progress.step("pip install --target: numpy, Pillow, onnxruntime"):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--target",
+                str(root),
+                "-c",
+                str(ROOT / "requirements" / "constraints.txt"),
+                "numpy",
+                "pillow",
+                "onnxruntime",
+            ],
+            check=True,
+        )
+    shutil.rmtree(root / "bin", ignore_errors=True)
+    third_party = {p.name.removesuffix(".py") for p in root.iterdir() if not p.name.endswith((".dist-info", ".libs"))}
     slim(root, keep_formats=FORMATS)
-    copy_lambdalite(root, third_party=_import_names(wheels), engine=bundle.manifest.engine)
+    copy_lambdalite(root, third_party=third_party, engine=bundle.manifest.engine)
 
 
 def torch_root(hf_folder: Path, root: Path, progress: Stderr) -> None:
@@ -158,7 +180,7 @@ def main() -> None:
         check = bundle.manifest.metadata["check"]
 
         ll, th = work / "lambdalite-root", work / "torch-root"
-        lambdalite_root(work / "bundle", ll, Target("3.11", "x86_64"), progress)
+        lambdalite_root(work / "bundle", ll, progress)
         torch_root(hf, th, progress)
         for root in (ll, th):
             with progress.step(f"Precompiling {root.name} with {python}"):
@@ -205,8 +227,9 @@ the check: {check["reference"]}, top-1 agrees on {check["top1_agree"]}/{check["p
 max probability difference {check["max_probability_difference"]:.1e}, input tensors equal to
 {check.get("max_input_difference", float("nan")):.1e}).
 
-Each function for python3.11 x86_64, precompiled; cold start = a fresh `python3.11 -I -S` with
-only the task root on sys.path, the model read from local disk (the bundle directory; the
+Each function as `pip install --target` lays it out for python3.11 x86_64 (manylinux wheels at
+this repo's pins; lambdalite slimmed as `lambdalite build` does), precompiled; cold start = a
+fresh `python3.11 -I -S` with only the task root on sys.path, the model read from local disk (the bundle directory; the
 save_pretrained folder): imports, model load and one prediction ({args.runs} interleaved runs).
 MB = 2^20 bytes; Lambda's limits: 50 MB zipped for a direct upload, 250 MB unzipped.
 
