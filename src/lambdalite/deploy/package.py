@@ -40,6 +40,8 @@ TOOLKIT_ONLY = (
     "gateway.py",
     "invoke_local.py",
     "convert_cli.py",
+    "convert_hf.py",
+    "convert_keras.py",
     "importer.py",
     "quantize.py",
     "export.py",
