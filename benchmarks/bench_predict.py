@@ -50,7 +50,7 @@ def lambdalite_warm(data: bytes, threads: int) -> dict[str, list[float]]:
     x = pre.to_array(pre.resize(img))[None]
 
     def run() -> object:
-        probs = task.probabilities(x)  # type: ignore[attr-defined]
+        probs = task.class_probabilities(x)  # type: ignore[attr-defined]
         return top_k(probs[0], task.labels, 5)  # type: ignore[attr-defined]
 
     return {

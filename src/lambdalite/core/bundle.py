@@ -63,6 +63,8 @@ TASKS: dict[str, tuple[str, ...]] = {
 }
 ENGINES = ("onnxruntime", "litert", "torchscript")
 Layout = Literal["NCHW", "NHWC"]
+Resample = Literal["bilinear", "bicubic", "nearest", "lanczos", "box", "hamming"]
+RESAMPLE: tuple[Resample, ...] = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -163,6 +165,14 @@ class InputSpec(NamedTuple):
     The shorter side is resized to `resize` (or straight to `size` when `resize` is None),
     then `crop` takes the centre `size` = (height, width). Pixels are multiplied by `scale`,
     then `(x - mean) / std` per channel, in `channel_order`, laid out as `layout`.
+
+    `geometry` says where that centre is: `fractional` (the default) scales exactly and takes
+    the centre at fractional pixels; `whole-pixel` resizes to whole-pixel sides (the long side
+    rounded down) and starts the crop at whole pixels (rounded down), as Hugging Face image
+    processors do. `jpeg_draft` (the default) lets a JPEG much larger than needed decode at
+    1/2, 1/4 or 1/8 scale, which is faster but gives slightly different pixels than a full
+    decode; bundles that must match another library's preprocessing exactly turn it off. Both
+    are written to the manifest only when not the default, so older manifests read the same.
     """
 
     size: tuple[int, int] = (224, 224)
@@ -174,13 +184,18 @@ class InputSpec(NamedTuple):
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     channel_order: Literal["RGB", "BGR"] = "RGB"
     dtype: Literal["float32", "uint8", "int8"] = "float32"
-    resample: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    resample: Resample = "bilinear"
     name: str | None = None
+    geometry: Literal["fractional", "whole-pixel"] = "fractional"
+    jpeg_draft: bool = True
 
     @classmethod
     def from_dict(cls, r: _Reader) -> "InputSpec":
         r.check_known(
-            ("size", "layout", "resize", "crop", "scale", "mean", "std", "channel_order", "dtype", "resample", "name")
+            (
+                *("size", "layout", "resize", "crop", "scale", "mean", "std", "channel_order", "dtype", "resample"),
+                *("name", "geometry", "jpeg_draft"),
+            )
         )
         size = r.get("size")
         if (
@@ -190,7 +205,10 @@ class InputSpec(NamedTuple):
         ):
             raise r.fail("size", f"expected [height, width] in pixels, got {size!r}")
         d = cls()
-        return cls(
+        jpeg_draft = r.get("jpeg_draft", True)
+        if not isinstance(jpeg_draft, bool):
+            raise r.fail("jpeg_draft", f"expected true or false, got {jpeg_draft!r}")
+        spec = cls(
             size=(size[0], size[1]),
             layout=r.str_("layout", d.layout, ("NCHW", "NHWC")),
             resize=r.int_("resize", None),
@@ -200,9 +218,15 @@ class InputSpec(NamedTuple):
             std=cast(tuple[float, float, float], r.floats("std", 3, list(d.std), positive=True)),
             channel_order=r.str_("channel_order", d.channel_order, ("RGB", "BGR")),
             dtype=r.str_("dtype", d.dtype, ("float32", "uint8", "int8")),
-            resample=r.str_("resample", d.resample, ("bilinear", "bicubic", "nearest")),
+            resample=r.str_("resample", d.resample, RESAMPLE),
             name=r.str_("name", None),
+            geometry=r.str_("geometry", d.geometry, ("fractional", "whole-pixel")),
+            jpeg_draft=jpeg_draft,
         )
+        if spec.geometry == "whole-pixel" and spec.crop == "center" and spec.resize is not None:
+            if spec.resize < max(spec.size):
+                raise r.fail("resize", f"{spec.resize} is smaller than the crop {spec.size[0]}x{spec.size[1]}")
+        return spec
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -219,6 +243,10 @@ class InputSpec(NamedTuple):
         }
         if self.name is not None:
             out["name"] = self.name
+        if self.geometry != "fractional":
+            out["geometry"] = self.geometry
+        if not self.jpeg_draft:
+            out["jpeg_draft"] = False
         return out
 
 

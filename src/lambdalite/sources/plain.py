@@ -23,7 +23,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from lambdalite.core.bundle import MANIFEST_NAME, FileRef, InputSpec, Manifest, OutputSpec, file_sha256
+from lambdalite.core.bundle import MANIFEST_NAME, FileRef, InputSpec, Manifest, OutputSpec, Resample, file_sha256
 from lambdalite.errors import BundleError, EngineError, SourceError, UsageError
 
 __all__ = [
@@ -168,8 +168,12 @@ def input_spec(
     crop: Literal["center", "none"] = "center",
     mean: tuple[float, float, float] | None = None,
     std: tuple[float, float, float] | None = None,
+    resample: Resample | None = None,
+    full_decode: bool = False,
 ) -> InputSpec:
-    """The input spec for a model that takes `size`: ImageNet's defaults where not given."""
+    """The input spec for a model that takes `size`: ImageNet's defaults where not given.
+
+    `full_decode` turns off decoding large JPEGs at a reduced scale (as PIL.Image.open decodes)."""
     if resize is None and crop == "center":
         resize = round(min(size) * 256 / 224)
     return InputSpec(
@@ -180,7 +184,9 @@ def input_spec(
         scale=1 / 255,
         mean=mean or IMAGENET_MEAN,
         std=std or IMAGENET_STD,
+        resample=resample or "bilinear",
         name=facts.input_name,
+        jpeg_draft=not full_decode,
     )
 
 

@@ -23,11 +23,9 @@ from lambdalite.errors import UsageError
 
 if TYPE_CHECKING:
     from lambdalite.core.progress import Progress
-    from lambdalite.toolkit.convert.importer import ImportOptions
+    from lambdalite.toolkit.convert.options import ImportOptions
 
 __all__ = ["export_command", "import_command"]
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 
 
 def _preprocessing_options(f: click.decorators.FC) -> click.decorators.FC:
@@ -38,6 +36,16 @@ def _preprocessing_options(f: click.decorators.FC) -> click.decorators.FC:
         click.option("--no-crop", is_flag=True, help="Resize straight to the input size, no centre crop."),
         click.option("--mean", type=float, nargs=3, help="Per-channel mean after /255 [ImageNet]."),
         click.option("--std", type=float, nargs=3, help="Per-channel std after /255 [ImageNet]."),
+        click.option(
+            "--resample",
+            type=click.Choice(["bilinear", "bicubic", "nearest", "lanczos", "box", "hamming"]),
+            help="Resampling filter for the resize [bilinear].",
+        ),
+        click.option(
+            "--full-decode",
+            is_flag=True,
+            help="Decode JPEGs at full size, as PIL.Image.open does [large JPEGs decode at reduced scale, faster].",
+        ),
         click.option("--name", help="Bundle name [from the file name]."),
         click.option("--version", "version", default="1.0.0", show_default=True, help="Bundle version."),
         click.option(
@@ -50,7 +58,7 @@ def _preprocessing_options(f: click.decorators.FC) -> click.decorators.FC:
 
 
 def _options(kw: dict[str, Any]) -> ImportOptions:
-    from lambdalite.toolkit.convert.importer import ImportOptions
+    from lambdalite.toolkit.convert.options import ImportOptions
 
     return ImportOptions(
         labels=kw["labels"],
@@ -62,6 +70,10 @@ def _options(kw: dict[str, Any]) -> ImportOptions:
         name=kw["name"],
         version=kw["version"],
         keep_torchscript=bool(kw.get("keep_torchscript", False)),
+        resample=kw["resample"],
+        full_decode=bool(kw["full_decode"]),
+        check_images=kw.get("check_images"),
+        tolerance=kw.get("tolerance") or 1e-4,
     )
 
 
@@ -91,6 +103,12 @@ def _finish(bundle_dir: Path, output: Path) -> None:
     click.echo(
         f"wrote {output}: {m.name} {m.version}, engine {m.engine}, input {i.size[0]}x{i.size[1]} {i.layout}, {what}"
     )
+    check = m.metadata.get("check")
+    if isinstance(check, dict):  # an import checked against the original model
+        click.echo(
+            f"checked against {check['reference']}: top-1 agrees on {check['top1_agree']}/{check['photos']} photos, "
+            f"max probability difference {check['max_probability_difference']:.1e}"
+        )
 
 
 def _captioner_options(f: click.decorators.FC) -> click.decorators.FC:
@@ -100,11 +118,6 @@ def _captioner_options(f: click.decorators.FC) -> click.decorators.FC:
         click.option("--max-new-tokens", type=click.IntRange(1, 4096), help="Captioners: generate's max_new_tokens."),
         click.option("--length-penalty", type=float, help="Captioners: beam search length penalty [generate's]."),
         click.option("--prompt", help="BLIP: text the caption continues, e.g. 'a picture of'."),
-        click.option(
-            "--check-images",
-            type=click.Path(exists=True, file_okay=False, path_type=Path),
-            help="Captioners: images to compare captions with model.generate [synthetic scenes].",
-        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -116,12 +129,27 @@ def _captioner_options(f: click.decorators.FC) -> click.decorators.FC:
 @_preprocessing_options
 @click.option("--keep-torchscript", is_flag=True, help="Keep TorchScript for the torch engine (no ONNX conversion).")
 @_captioner_options
+@click.option(
+    "--check-images",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Photos to check a Hugging Face or Keras import against the original "
+    "[scikit-image's samples; synthetic scenes for captioners].",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(0, 1),
+    default=1e-4,
+    show_default=True,
+    help="Largest probability difference that check accepts.",
+)
 def import_command(source: Path, output: Path, **kw: Any) -> None:
-    """Make a bundle from a model archive, file or folder.
+    """Make a bundle from a model folder, archive or file.
 
-    SOURCE is a SageMaker or seed-004 model.tar.gz (TorchScript .pt/.pth and classes.txt), a bare
-    TorchScript file, an .onnx or a .tflite, or a Hugging Face captioner folder (ViT + GPT-2
-    VisionEncoderDecoderModel, BLIP). TorchScript becomes ONNX unless --keep-torchscript.
+    SOURCE is a Hugging Face image-classification folder (save_pretrained, or optimum-cli export
+    onnx), a Hugging Face captioner folder (ViT + GPT-2 VisionEncoderDecoderModel, BLIP), a Keras
+    .keras/.h5 file, a SageMaker or seed-004 model.tar.gz (TorchScript .pt/.pth and classes.txt),
+    a bare TorchScript file, an .onnx or a .tflite. TorchScript becomes ONNX unless
+    --keep-torchscript. Hugging Face and Keras imports are checked against the original on photos.
     """
     from lambdalite.core.progress import Stderr
     from lambdalite.toolkit.convert.importer import import_model
@@ -129,24 +157,11 @@ def import_command(source: Path, output: Path, **kw: Any) -> None:
     _check_output(output)
     options = _options(kw)
     generate = {k: kw.pop(k) for k in ("num_beams", "max_length", "max_new_tokens", "length_penalty")}
-    options = options._replace(
-        generate={k: v for k, v in generate.items() if v is not None},
-        prompt=kw["prompt"],
-        check_images=tuple(_images(kw["check_images"])) if kw["check_images"] else (),
-    )
+    options = options._replace(generate={k: v for k, v in generate.items() if v is not None}, prompt=kw["prompt"])
     with tempfile.TemporaryDirectory(prefix="lambdalite-import-") as tmp:
         work = Path(tmp) / "bundle"
         import_model(source, work, options, Stderr())
         _finish(work, output)
-
-
-def _images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise UsageError(f"{folder} is not a directory of images")
-    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not found:
-        raise UsageError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    return found
 
 
 @click.command("export")
@@ -215,11 +230,12 @@ def _quantize(
     bundle_dir: Path, out: Path, calibration: Path, held_out: Path | None, name: str | None, progress: Progress
 ) -> Path:
     from lambdalite.core.bundle import open_bundle
+    from lambdalite.toolkit.convert.options import image_files
     from lambdalite.toolkit.convert.quantize import quantize_bundle
 
-    images = _images(calibration)
+    images = image_files(calibration)
     if held_out is not None:
-        held = _images(held_out)
+        held = image_files(held_out)
         calib = images
     else:
         held = images[4::5]

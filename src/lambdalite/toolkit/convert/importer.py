@@ -2,8 +2,9 @@
 
 Accepted: a SageMaker or seed-004 `model.tar.gz` (a TorchScript `.pt`/`.pth`, an `.onnx` or a
 `.tflite`, plus `classes.txt`/`labels.txt`/`synset.txt` or TorchServe's `index_to_name.json`), a
-bare model file of those kinds, a bundle (returned as it is), or a Hugging Face captioner folder
-(`lambdalite.toolkit.convert.hf_captioner`). The model is read as
+bare model file of those kinds, a bundle (returned as it is), a Hugging Face captioner folder
+(`hf_captioner`), a Hugging Face image-classification or optimum folder (`hf`), or a Keras file
+(`.keras`, `.h5`: `keras`), all in `lambdalite.toolkit.convert`. The model is read as
 `lambdalite.sources.plain` reads archives at run time; `ImportOptions` overrides its defaults.
 
 TorchScript is converted to ONNX (needs torch and onnx: the `export` extra), so serving it needs
@@ -14,10 +15,7 @@ input size: it is taken from the options, or probed (224, then other common size
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -41,6 +39,7 @@ from lambdalite.sources.plain import (
     not_torchscript,
     read_labels,
 )
+from lambdalite.toolkit.convert.options import ImportOptions, image_files
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -48,25 +47,6 @@ __all__ = [
     "ImportOptions",
     "import_model",
 ]
-
-
-class ImportOptions(NamedTuple):
-    """What `lambdalite import` takes from flags; None means: read it from the model, or default."""
-
-    labels: Path | None = None
-    input_size: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-    resize: int | None = None
-    crop: Literal["center", "none"] = "center"
-    name: str | None = None
-    version: str = "1.0.0"
-    keep_torchscript: bool = False
-    top_k: int = 5
-    # Hugging Face captioners: generate() keyword arguments, a BLIP text prompt, test images.
-    generate: Mapping[str, Any] = MappingProxyType({})
-    prompt: str | None = None
-    check_images: tuple[Path, ...] = ()
 
 
 def import_model(source: Path, out: Path, options: ImportOptions, progress: Progress | None = None) -> Bundle:
@@ -93,12 +73,21 @@ def import_model(source: Path, out: Path, options: ImportOptions, progress: Prog
                     f"{given[0]} does not apply to {source}: a Hugging Face captioner's preprocessing comes from "
                     f"its image processor and its vocabulary from its tokenizer"
                 )
+            check = tuple(image_files(options.check_images)) if options.check_images else ()
             captioner = hf_captioner.CaptionerOptions(
-                options.name, options.version, options.generate, options.prompt, options.check_images
+                options.name, options.version, options.generate, options.prompt, check
             )
             return hf_captioner.import_captioner(source, out, captioner, progress)[0]
-    if options.generate or options.prompt or options.check_images:
+    if options.generate or options.prompt:
         raise UsageError("--num-beams, --max-length, --prompt and the like are for Hugging Face captioner folders")
+    if source.is_dir() and (source / "config.json").is_file():  # Hugging Face / optimum classifier folders
+        from lambdalite.toolkit.convert.hf import import_hf_folder
+
+        return import_hf_folder(source, out, options, progress)
+    if source.suffix.lower() in (".keras", ".h5"):
+        from lambdalite.toolkit.convert.keras import import_keras
+
+        return import_keras(source, out, options, progress)
     with tempfile.TemporaryDirectory(prefix="lambdalite-import-") as tmp:
         work = Path(tmp)
         if source.is_dir():
@@ -145,7 +134,16 @@ def import_model(source: Path, out: Path, options: ImportOptions, progress: Prog
             engine=ENGINE_FOR[kind],
             files={"model": model_path, "labels": ("\n".join(labels) + "\n").encode()},
             filenames={"model": "model" + suffix, "labels": "labels.txt"},
-            input=input_spec(facts, hw, resize=options.resize, crop=options.crop, mean=options.mean, std=options.std),
+            input=input_spec(
+                facts,
+                hw,
+                resize=options.resize,
+                crop=options.crop,
+                mean=options.mean,
+                std=options.std,
+                resample=options.resample,
+                full_decode=options.full_decode,
+            ),
             output=OutputSpec(
                 kind="probabilities" if facts.probabilities else "logits", top_k=options.top_k, name=facts.output_name
             ),
