@@ -42,6 +42,18 @@ COMBINATIONS = {
         "cors_origins": ("https://a.example", "http://localhost:3000"),
         **ISSUER,
     },
+    # The other template features, validated by SAM too: SnapStart (issue 16) and batch sources (issue 18).
+    "snapstart/api-key/rest": {"snapstart": True},
+    "snapstart/iam/http+url": {"snapstart": True, "auth": "iam", "function_url": True},
+    "trigger/s3": {"api": "none", "trigger": "s3://photos/uploads", "results": "s3://photos/labels"},
+    "trigger/s3+queue/iam": {
+        "auth": "iam",
+        "trigger": "s3://photos/uploads",
+        "results": "s3://labels/run-1",
+        "queue": True,
+        "batch_size": 50,
+        "batch_window": 5,
+    },
 }
 
 
