@@ -16,6 +16,7 @@ from lambdalite.settings import VARIABLES, Settings
 
 # One value each variable refuses, and the words its error must use to say what is allowed.
 BAD = {
+    "LAMBDALITE_CORS_ORIGINS": ("https://app.example.com/page", "comma-separated origins"),
     "LAMBDALITE_RESPONSE": ("json", "one of djl, scores, top1"),
     "LAMBDALITE_MAX_BODY_BYTES": ("six", "a size in bytes"),
     "LAMBDALITE_MAX_IMAGE_BYTES": ("-1", "a positive size"),

@@ -15,6 +15,7 @@ environment with overrides, never by writing to `os.environ`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -147,6 +148,17 @@ def _namespace(raw: str) -> str | None:
     return text or None
 
 
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.match(origin):
+            raise _Invalid(f"comma-separated origins such as https://app.example.com ({origin!r} is not one)")
+    return origins
+
+
 def _networks(raw: str) -> tuple[IPNetwork, ...]:
     import ipaddress  # only when networks are configured: not on every cold start
 
@@ -266,6 +278,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("LAMBDALITE_URL_TIMEOUT", "url_timeout", _seconds, "seconds to fetch an image URL, in all"),
     Variable("LAMBDALITE_TRUST_CODE", "trust_code", _flag, "run code that a bundle carries (pipeline.py)"),
     Variable(
+        "LAMBDALITE_CORS_ORIGINS", "cors_origins", _origins, "origins whose pages may call a REST API (CORS headers)"
+    ),
+    Variable(
         "AWS_LAMBDA_INITIALIZATION_TYPE",
         "initialization_type",
         _text,
@@ -307,6 +322,7 @@ class Settings(NamedTuple):
     url_connect_timeout: float = 3.0
     url_timeout: float = 10.0
     trust_code: bool = False
+    cors_origins: tuple[str, ...] = ()  # the function adds CORS headers for these (behind a REST API)
     initialization_type: str | None = None
     function_name: str | None = None
     log_format: LogFormat = "text"

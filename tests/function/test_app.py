@@ -227,3 +227,16 @@ def test_structured_logs(tiny, capsys):
     assert request["top1"] == "red" and request["imageBytes"] == len(RED)
     assert "durationMs" in request
     assert base64.b64encode(RED).decode()[:40] not in json.dumps(lines)  # never image data
+
+
+def test_cors_headers_for_allowed_origins_behind_a_rest_api(tiny_bundle, chelsea_jpeg):
+    function = make(str(tiny_bundle.root), cors_origins=("https://app.example.com",))
+    event = load_event("rest-binary-jpeg.json", chelsea_jpeg)
+    event["headers"] = {**(event.get("headers") or {}), "Origin": "https://app.example.com"}
+    event.get("multiValueHeaders", {}).pop("Origin", None)
+    answer = function(event, LocalContext())
+    assert answer["statusCode"] == 200
+    assert answer["headers"]["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert answer["headers"]["Vary"] == "Origin"
+    event["headers"]["Origin"] = "https://evil.example"
+    assert "Access-Control-Allow-Origin" not in function(event, LocalContext())["headers"]

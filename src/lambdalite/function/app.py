@@ -175,6 +175,7 @@ class Function:
             return self._direct(event, request_id, start)
         fields: dict[str, Any] = {}
         error: LambdaliteError | None
+        origin: str | None = None
         try:
             request = source.request()
         except LambdaliteError as exc:
@@ -182,6 +183,7 @@ class Function:
 
             response, error = error_response(exc), exc
         else:
+            origin = request.headers.get("origin")
             response, error = self.handle_http(request, request_id, fields)
         log_request(
             request_id=request_id,
@@ -191,7 +193,24 @@ class Function:
             duration_ms=(time.perf_counter() - start) * 1e3,
             **fields,
         )
+        if self.settings.cors_origins:
+            response = self._cors(origin, response)
         return source.response(response)
+
+    def _cors(self, origin: str | None, response: HttpResponse) -> HttpResponse:
+        """CORS headers for an allowed origin (a REST API passes the function's headers through;
+        an HTTP API or Function URL adds its own, from the template's CorsConfiguration)."""
+        allowed = self.settings.cors_origins
+        if not origin or (origin not in allowed and "*" not in allowed):
+            return response
+        headers = {
+            **response.headers,
+            "Access-Control-Allow-Origin": "*" if "*" in allowed else origin,
+            "Access-Control-Allow-Headers": "content-type,x-api-key,authorization,x-amz-date,x-amz-security-token",
+        }
+        if "*" not in allowed:
+            headers["Vary"] = "Origin"
+        return response._replace(headers=headers)
 
     def _direct(self, event: Any, request_id: str | None, start: float) -> Any:
         try:

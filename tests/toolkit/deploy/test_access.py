@@ -30,6 +30,8 @@ COMBINATIONS = {
     "none/url-only": {"auth": "none", "api": "none", "function_url": True},
     "api-key/rest": {},  # the default
     "api-key/rest+url": {"function_url": True, "reserved_concurrency": 3, "quota": Quota(500, "WEEK")},
+    "api-key/rest+cors": {"cors_origins": ("https://app.example.com",)},
+    "iam/rest+cors": {"auth": "iam", "api": "rest", "cors_origins": ("https://app.example.com",)},
     "iam/http": {"auth": "iam", "throttle": Throttle(2.5, 5)},
     "iam/http+url": {"auth": "iam", "function_url": True, "cors_origins": ("https://app.example.com",)},
     "iam/rest": {"auth": "iam", "api": "rest"},
@@ -176,7 +178,7 @@ def test_reserved_concurrency_caps_the_function():
         ({"auth": "none", "jwt_issuer": "https://x.example"}, "go with --auth jwt"),
         ({"reserved_concurrency": 0}, "reserved concurrency must be 1 or more"),
         ({"auth": "iam", "cors_origins": ("https://a.example/path",)}, "--cors-origin takes"),
-        ({"cors_origins": ("https://a.example",)}, "--cors-origin needs an HTTP API"),
+        ({"cors_origins": ("https://a.example", "https://b.example")}, "a REST API's CORS takes one --cors-origin"),
     ],
 )
 def test_combinations_aws_has_no_meaning_for_are_refused(settings, message):
@@ -232,3 +234,13 @@ def test_worst_case_spend_is_the_tightest_cap():
         api="none", memory_mb=1024, arch="x86_64", throttle=None, quota=None, reserved_concurrency=None
     )
     assert none is None
+
+
+def test_a_rest_api_with_cors_answers_preflights_and_the_function_adds_the_origin():
+    settings = {"cors_origins": ("https://app.example.com",)}
+    sam = sam_template(spec(**settings), code="function.zip")
+    cors = sam["Resources"]["RestApi"]["Properties"]["Cors"]
+    assert cors["AllowOrigin"] == "'https://app.example.com'" and "x-api-key" in cors["AllowHeaders"]
+    variables = sam["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
+    assert variables["LAMBDALITE_CORS_ORIGINS"] == "https://app.example.com"
+    assert "LAMBDALITE_CORS_ORIGINS" not in str(sam_template(spec(auth="iam"), code="function.zip"))

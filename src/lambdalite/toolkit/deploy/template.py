@@ -266,13 +266,9 @@ def _resolve_access(s: Settings) -> None:
     for origin in s.cors_origins:
         if origin != "*" and not _ORIGIN.match(origin):
             raise UsageError(f"--cors-origin takes * or an origin like https://example.com (no path), not {origin!r}")
-    if api == "rest" and s.cors_origins:
-        # A REST API's Lambda proxy answers carry only the function's headers: the function would
-        # have to add Access-Control-Allow-Origin itself, which it does not.
-        raise UsageError(
-            "--cors-origin needs an HTTP API or a Function URL (API Gateway adds the CORS headers there); "
-            "with a REST API (--auth api-key) serve the page from the API itself, which needs no CORS"
-        )
+    if api == "rest" and len(s.cors_origins) > 1:
+        # A REST API answers the preflight with one Access-Control-Allow-Origin (SAM's Cors).
+        raise UsageError("a REST API's CORS takes one --cors-origin (an HTTP API or Function URL takes several)")
 
 
 def _throttle(settings: Settings) -> dict[str, Any]:
@@ -321,6 +317,16 @@ def _rest_api(settings: Settings) -> dict[str, Any]:
         }
     elif settings.auth == "iam":
         props["Auth"] = {"DefaultAuthorizer": "AWS_IAM", "AddDefaultAuthorizerToCorsPreflight": False}
+    if settings.cors_origins:
+        # API Gateway answers the preflight (OPTIONS, no key or signature needed); the function
+        # adds Access-Control-Allow-Origin to its own proxy answers (LAMBDALITE_CORS_ORIGINS).
+        [origin] = settings.cors_origins
+        props["Cors"] = {
+            "AllowOrigin": f"'{origin}'",
+            "AllowMethods": "'GET,POST,OPTIONS'",
+            "AllowHeaders": "'" + ",".join(CORS_HEADERS) + "'",
+            "MaxAge": f"'{CORS_MAX_AGE}'",
+        }
     return props
 
 
@@ -412,6 +418,8 @@ def sam_template(
     environment = {"LAMBDALITE_MODEL": spec.model_env}
     if spec.settings.metrics_namespace:
         environment["LAMBDALITE_METRICS_NAMESPACE"] = spec.settings.metrics_namespace
+    if spec.settings.cors_origins and spec.settings.api == "rest":
+        environment["LAMBDALITE_CORS_ORIGINS"] = ",".join(spec.settings.cors_origins)
     logging: dict[str, Any] = {"LogFormat": spec.settings.log_format}
     if spec.settings.log_format == "JSON":
         logging.update(ApplicationLogLevel=spec.settings.log_level, SystemLogLevel="INFO")
