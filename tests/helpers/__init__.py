@@ -27,7 +27,14 @@ def lambda_interpreter(version: str) -> str | None:
     import shutil
 
     candidates = [shutil.which(f"python{version}") or ""]
-    candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))
+    # pyenv's interpreters, wherever pyenv lives (PYENV_ROOT, the pyenv on PATH, or ~/.pyenv):
+    # not only under HOME, so a run with an empty HOME finds them too.
+    roots = [os.environ.get("PYENV_ROOT", ""), os.path.expanduser("~/.pyenv")]
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        roots.append(str(Path(pyenv).resolve().parent.parent))
+    for root in dict.fromkeys(r for r in roots if r):
+        candidates += sorted(glob.glob(f"{root}/versions/{version}.*/bin/python{version}"))
     for exe in candidates:
         if not exe:
             continue
