@@ -43,7 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from report import stamp, write_section
+from report import machine, stamp, write_section
 
 TITLE = "int8 top-1 on any x86-64 CPU: the margin"
 EMULATED = {"Haswell": "AVX2 and FMA, no AVX-512, no VNNI", "Nehalem": "SSE4.2, no AVX"}
@@ -139,7 +139,15 @@ def main() -> None:
     parser.add_argument("--child", nargs=4, metavar=("IMAGES", "FP32", "INT8", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--emulated", type=int, default=60, help="images per emulated CPU (0: none)")
     parser.add_argument("--reuse", action="store_true", help="reuse the logits of an earlier run (same builds)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="on another real CPU: run this CPU only and check it against the stated M, D and N "
+        "(a section of its own, named after the CPU; the margin section is left as it is)",
+    )
     args = parser.parse_args()
+    if args.check:
+        args.emulated = 0
     if args.child:
         run_child(*(Path(a) for a in args.child))
         return
@@ -184,6 +192,9 @@ def main() -> None:
                 cpus[label] = (idx, {k: softmax(z[k]) for k in ("fp32", "served", "ref")})
 
     labels = fp32.read_lines("labels")
+    if args.check:
+        check_this_cpu(names, cpus["this CPU"][1], labels, load)
+        return
     rows = []
     worst_erosion, worst_diff = 0.0, 0.0
     for label, (idx, p) in cpus.items():
@@ -278,6 +289,52 @@ def main() -> None:
             f"| {name} | {labels[int(p['fp32'][i].argmax())]} | {value:.4f} | {labels[int(served[i].argmax())]} |"
         )
     write_section(TITLE, "\n".join(lines))
+    print("\n".join(lines))
+
+
+def check_this_cpu(names: list[str], p: dict[str, np.ndarray], labels: list[str], load: tuple[float, ...]) -> None:
+    """The stated promise against this CPU's own run: a section named after the CPU."""
+    from lambdalite.toolkit.zoo.efficientnet import INT8_HELD_OUT_AGREEMENT, INT8_MAX_PROBABILITY_DIFF, INT8_TOP1_MARGIN
+
+    cpu = machine().split(",")[0]
+    leads = lead(p["fp32"])
+    top_p, top_q = p["fp32"].argmax(1), p["served"].argmax(1)
+    above = leads >= INT8_TOP1_MARGIN
+    kept = int((top_p[above] == top_q[above]).sum())
+    diff = float(np.abs(p["served"] - p["fp32"]).max())
+    held = [i for i, n in enumerate(names) if n.startswith("held-out") and "~" not in n]
+    agree = float((top_p[held] == top_q[held]).mean())
+    worst = float(erosion(p["fp32"], p["served"]).max())
+    ref_worst = float(erosion(p["fp32"], p["ref"]).max())
+    holds = kept == int(above.sum()) and diff <= INT8_MAX_PROBABILITY_DIFF and agree >= INT8_HELD_OUT_AGREEMENT
+    flips = [
+        f"{names[i]} ({labels[int(top_p[i])]} -> {labels[int(top_q[i])]}, lead {leads[i]:.4f})"
+        for i in range(len(names))
+        if top_p[i] != top_q[i] and not names[i].startswith("calibration")
+    ]
+    lines = [
+        stamp() + f" Load average (1 min) {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after.",
+        "",
+        f'The promise stated in "int8 top-1 on any x86-64 CPU: the margin" (M = {INT8_TOP1_MARGIN:.2f}, '
+        f"D = {INT8_MAX_PROBABILITY_DIFF:.2f}, N = {INT8_HELD_OUT_AGREEMENT * 100:.0f}%), measured there on another "
+        f"CPU, checked here on a real {cpu} with the same {len(names)} images (`bench_int8_margin.py --check`):",
+        "",
+        "| check | measured here | promise | holds |",
+        "| --- | --- | --- | --- |",
+        f"| images with an fp32 lead of at least M that keep fp32's top-1 | {kept} of {int(above.sum())} | all | "
+        f"{'yes' if kept == int(above.sum()) else '**no**'} |",
+        f"| largest change of any class probability | {diff:.4f} | at most {INT8_MAX_PROBABILITY_DIFF:.2f} | "
+        f"{'yes' if diff <= INT8_MAX_PROBABILITY_DIFF else '**no**'} |",
+        f"| top-1 agreement on the report's 10 held-out images | {agree * 100:.0f}% | at least "
+        f"{INT8_HELD_OUT_AGREEMENT * 100:.0f}% | {'yes' if agree >= INT8_HELD_OUT_AGREEMENT else '**no**'} |",
+        "",
+        f"Worst erosion of fp32's lead here: {worst:.4f} as served, {ref_worst:.4f} for the QDQ reference (the "
+        f"margin allows {INT8_TOP1_MARGIN:.2f}, twice the worst seen where it was set). Top-1 flips outside the "
+        f"calibration views: {len(flips)}" + (": " + "; ".join(flips) if flips else "") + ".",
+        "",
+        f"**The promise {'holds' if holds else 'does not hold'} on this CPU.**",
+    ]
+    write_section(f"int8 promise checked on {cpu}", "\n".join(lines))
     print("\n".join(lines))
 
 

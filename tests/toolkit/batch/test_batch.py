@@ -213,13 +213,22 @@ def wait_for_lines(path: Path, at_least: int, proc: subprocess.Popen[str], timeo
     raise AssertionError(f"{path} did not reach {at_least} lines (exit {proc.poll()})")
 
 
+def sigint_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupted_killed_and_resumed_still_one_result_each(thousand, demo_serve, tmp_path):
     root, names = thousand
     out = tmp_path / "labels.jsonl"
     command = [str(LAMBDALITE), "batch", str(root), "-o", str(out), "--endpoint", demo_serve.url, "-c", "4"]
 
-    # Ctrl-C: the requests in flight finish and are written; it says how to resume.
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C: the requests in flight finish and are written; it says how to resume. The command starts
+    # with SIGINT at its default, as from a terminal: a test run started in the background (`cmd &` in a
+    # script, a CI runner) ignores SIGINT, children inherit that, and Python then never raises
+    # KeyboardInterrupt.
+    first = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_as_in_a_terminal
+    )
     wait_for_lines(out, 200, first)
     first.send_signal(signal.SIGINT)
     stdout, stderr = first.communicate(timeout=120)
